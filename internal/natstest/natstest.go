@@ -1,0 +1,92 @@
+// Package natstest starts embedded NATS servers with JetStream for tests and for `lessonbridge dev`.
+// Every server listens on a random loopback port and keeps its store in a directory of the caller's.
+package natstest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StartServer starts a JetStream-enabled server on 127.0.0.1:port (0: a random free port) storing
+// into storeDir, and waits until it accepts clients.
+func StartServer(storeDir string, port int) (*server.Server, error) {
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts := &server.Options{
+		Host:      "127.0.0.1",
+		Port:      port,
+		JetStream: true,
+		StoreDir:  storeDir,
+		NoLog:     true,
+		NoSigs:    true,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("natstest: new server: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("natstest: server not ready within 10s")
+	}
+	return s, nil
+}
+
+// Server is a test server. Restart brings it back on the same port and store.
+type Server struct {
+	*server.Server
+	t        testing.TB
+	storeDir string
+	port     int
+}
+
+// Start starts a server for t in t.TempDir() and shuts it down at cleanup.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := StartServer(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &Server{Server: s, t: t, storeDir: dir, port: s.Addr().(interface{ Port() int }).Port()}
+	t.Cleanup(func() { ts.Shutdown(); ts.WaitForShutdown() })
+	return ts
+}
+
+// URL is the client URL, stable across Restart.
+func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+// Stop shuts the server down and waits for it.
+func (s *Server) Stop() { s.Shutdown(); s.WaitForShutdown() }
+
+// Restart stops the server (if running) and starts a new one on the same port and store.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	ns, err := StartServer(s.storeDir, s.port)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.Server = ns
+}
+
+// Connect opens a client connection that reconnects forever, closed at cleanup.
+func (s *Server) Connect() (*nats.Conn, jetstream.JetStream) {
+	s.t.Helper()
+	nc, err := nats.Connect(s.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return nc, js
+}
