@@ -4,6 +4,7 @@ package natstest
 
 import (
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -54,7 +55,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &Server{Server: s, t: t, storeDir: dir, port: s.Addr().(interface{ Port() int }).Port()}
+	ts := &Server{Server: s, t: t, storeDir: dir, port: s.Addr().(*net.TCPAddr).Port}
 	t.Cleanup(func() { ts.Shutdown(); ts.WaitForShutdown() })
 	return ts
 }
