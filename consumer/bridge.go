@@ -1,0 +1,328 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/lessonbridge/lessonbridge/jobmanager"
+	"github.com/lessonbridge/lessonbridge/publisher"
+)
+
+// JobManager is the part of *jobmanager.Client the bridge uses.
+type JobManager interface {
+	Submit(ctx context.Context, mandator string, action jobmanager.Action, jobs []jobmanager.Job) (*jobmanager.BatchStatus, error)
+	Batch(ctx context.Context, mandator, batchID string) (*jobmanager.BatchStatus, error)
+}
+
+// Bridge is the engine: it consumes lesson changes, groups them into JobManager batches, submits and
+// polls them, publishes outcomes and acknowledges the input. Create it with New and start it with
+// Run; a Bridge runs once.
+type Bridge struct {
+	cfg     Config
+	js      jetstream.JetStream
+	jm      JobManager
+	pub     *publisher.Publisher
+	log     *zap.Logger
+	now     func() time.Time
+	ackWait time.Duration
+	metrics *Metrics
+	topo    *topology
+
+	// Intake: filled by the Consume callback, drained by the loop.
+	inMu  sync.Mutex
+	inQ   []*item
+	inSig chan struct{}
+
+	// results carries closures from workers; the loop runs them, so only the loop touches its state.
+	results chan func()
+	workers sync.WaitGroup
+	submitS chan struct{} // semaphores
+	pollS   chan struct{}
+
+	// Loop-owned state.
+	bySeq    map[uint64]*item
+	lessons  map[lessonKey]*lessonState
+	groups   map[groupKey]*group
+	batches  map[string]*batch
+	polls    pollHeap
+	pollsRun int
+	nextBeat time.Time
+	cc       jetstream.ConsumeContext
+	paused   bool
+	stopping bool
+	rnd      *rand.Rand
+
+	recoverBySeq    map[uint64]*recovering
+	recoverDeadline time.Time
+
+	snapshot atomic.Pointer[[]BatchInfo]
+	ready    atomic.Bool
+	started  atomic.Bool
+}
+
+// New returns a bridge for the given JetStream context and JobManager client. cfg is defaulted and
+// validated; nothing is contacted before Run.
+func New(js jetstream.JetStream, jm JobManager, cfg Config) (*Bridge, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if js == nil || jm == nil {
+		return nil, errors.New("consumer: New needs a JetStream context and a JobManager client")
+	}
+	pub, err := publisher.New(js, publisher.WithSubjects(publisher.Subjects{
+		Changes: cfg.ChangesPrefix, Outcomes: cfg.OutcomesPrefix, DeadLetter: cfg.DeadLetterPrefix}))
+	if err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
+	}
+	b := &Bridge{
+		cfg:     cfg,
+		js:      js,
+		jm:      jm,
+		pub:     pub,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		ackWait: cfg.AckWait,
+		metrics: newMetrics(),
+		inSig:   make(chan struct{}, 1),
+		results: make(chan func(), 1024),
+		submitS: make(chan struct{}, cfg.MaxConcurrentSubmits),
+		pollS:   make(chan struct{}, cfg.MaxConcurrentPolls),
+		bySeq:   map[uint64]*item{},
+		lessons: map[lessonKey]*lessonState{},
+		groups:  map[groupKey]*group{},
+		batches: map[string]*batch{},
+		rnd:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x6c62)),
+	}
+	empty := []BatchInfo{}
+	b.snapshot.Store(&empty)
+	return b, nil
+}
+
+// Metrics returns the bridge's Prometheus collectors (register them where you serve /metrics).
+func (b *Bridge) Metrics() *Metrics { return b.metrics }
+
+// Ready reports whether the bridge has bound its consumer and is pulling or able to pull.
+func (b *Bridge) Ready() bool { return b.ready.Load() }
+
+// Batches returns a snapshot of the batches the bridge is working on, oldest first. It is safe to
+// call from any goroutine; the snapshot is refreshed by the engine at most a few times a second.
+func (b *Bridge) Batches() []BatchInfo { return *b.snapshot.Load() }
+
+// Run ensures the topology, recovers open batches from the ledger and works until ctx is done. Then
+// it stops pulling, returns unsubmitted messages (Nak), gives in-flight batches up to
+// Config.ShutdownGrace to settle and returns. Batches still open then are resumed from the ledger by
+// the next start. Run returns nil after a shutdown caused by ctx.
+func (b *Bridge) Run(ctx context.Context) error {
+	if !b.started.CompareAndSwap(false, true) {
+		return errors.New("consumer: Run called twice")
+	}
+	topo, err := b.ensureTopology(ctx)
+	if err != nil {
+		return err
+	}
+	b.topo = topo
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	if err := b.recover(ctx, workCtx); err != nil {
+		return err
+	}
+	if err := b.startConsume(); err != nil {
+		return err
+	}
+	b.ready.Store(true)
+	b.log.Info("bridge started", zap.String("stream", b.cfg.InputStream), zap.String("consumer", b.cfg.ConsumerName),
+		zap.Duration("ackWait", b.ackWait), zap.Int("maxHeld", b.cfg.MaxHeld))
+
+	b.nextBeat = b.now().Add(b.cfg.Heartbeat)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var graceEnd <-chan time.Time
+	lastSnap := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			if !b.stopping {
+				b.beginShutdown()
+				graceEnd = time.After(b.cfg.ShutdownGrace)
+			}
+		case <-graceEnd:
+			b.log.Warn("shutdown grace over; open batches resume from the ledger at next start", zap.Int("batches", len(b.batches)))
+			return b.finish(cancelWork)
+		case <-b.inSig:
+			b.drainIntake(workCtx)
+		case fn := <-b.results:
+			fn()
+		case <-timer.C:
+		}
+		now := b.now()
+		b.onTime(workCtx, now)
+		if b.stopping && len(b.batches) == 0 {
+			return b.finish(cancelWork)
+		}
+		if !b.stopping {
+			b.flowControl()
+		}
+		if now.Sub(lastSnap) > 200*time.Millisecond {
+			b.publishSnapshot(now)
+			lastSnap = now
+		}
+		timer.Reset(b.nextWake(now))
+	}
+}
+
+func (b *Bridge) finish(cancelWork context.CancelFunc) error {
+	cancelWork()
+	done := make(chan struct{})
+	go func() { b.workers.Wait(); close(done) }()
+	for {
+		select {
+		case <-done:
+			b.ready.Store(false)
+			b.log.Info("bridge stopped")
+			return nil
+		case fn := <-b.results:
+			_ = fn // the loop is over: results of cancelled workers are dropped
+		}
+	}
+}
+
+func (b *Bridge) startConsume() error {
+	opts := []jetstream.PullConsumeOpt{
+		jetstream.PullMaxMessages(b.cfg.PullBatch),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			b.log.Debug("consume", zap.Error(err))
+		}),
+	}
+	if b.cfg.PriorityGroup != "" {
+		opts = append(opts, jetstream.PullPriorityGroup(b.cfg.PriorityGroup))
+	}
+	cc, err := b.topo.consumer.Consume(b.onMsg, opts...)
+	if err != nil {
+		return fmt.Errorf("consumer: consume %s: %w", b.cfg.ConsumerName, err)
+	}
+	b.cc = cc
+	return nil
+}
+
+// flowControl stops pulling at the hold limit and resumes below 90% of it, so that the Consume
+// callback never blocks and no message waits in the client buffer.
+func (b *Bridge) flowControl() {
+	held := len(b.bySeq)
+	b.metrics.held.Set(float64(held))
+	switch {
+	case !b.paused && held >= b.cfg.MaxHeld:
+		b.cc.Stop()
+		b.paused = true
+		b.log.Info("hold limit reached; pulling paused", zap.Int("held", held))
+	case b.paused && held < b.cfg.MaxHeld*9/10:
+		if err := b.startConsume(); err != nil {
+			b.log.Error("resume pulling", zap.Error(err))
+			return
+		}
+		b.paused = false
+		b.log.Info("pulling resumed", zap.Int("held", held))
+	}
+}
+
+func (b *Bridge) beginShutdown() {
+	b.stopping = true
+	b.ready.Store(false)
+	if !b.paused {
+		b.cc.Stop()
+	}
+	// Messages that never reached a submit go back at once; those queued behind an in-flight batch
+	// of the same lesson stay until AckWait so that no other instance overtakes that batch.
+	b.drainIntake(nil)
+	nak := 0
+	for k, st := range b.lessons {
+		if st.inflight != nil {
+			continue
+		}
+		for _, it := range st.all() {
+			_ = it.msg.Nak()
+			delete(b.bySeq, it.seq)
+			nak++
+		}
+		delete(b.lessons, k)
+	}
+	b.groups = map[groupKey]*group{}
+	b.log.Info("shutting down: pulling stopped", zap.Int("nakked", nak), zap.Int("batchesInFlight", len(b.batches)))
+}
+
+// nextWake is how long the loop may sleep before something is due.
+func (b *Bridge) nextWake(now time.Time) time.Duration {
+	next := b.nextBeat
+	for _, g := range b.groups {
+		if g.deadline.Before(next) {
+			next = g.deadline
+		}
+	}
+	if !b.recoverDeadline.IsZero() && b.recoverDeadline.Before(next) {
+		next = b.recoverDeadline
+	}
+	if len(b.polls) > 0 && b.polls[0].nextPoll.Before(next) {
+		next = b.polls[0].nextPoll
+	}
+	d := next.Sub(now)
+	if d < time.Millisecond {
+		d = time.Millisecond
+	}
+	return d
+}
+
+// onTime runs whatever is due: linger flushes, polls and heartbeats.
+func (b *Bridge) onTime(workCtx context.Context, now time.Time) {
+	if !b.stopping {
+		for k, g := range b.groups {
+			if !now.Before(g.deadline) {
+				b.cut(workCtx, k, g)
+			}
+		}
+	}
+	b.expireRecovery(workCtx, now)
+	b.startDuePolls(workCtx, now)
+	if !now.Before(b.nextBeat) {
+		b.heartbeat()
+		b.nextBeat = now.Add(b.cfg.Heartbeat)
+	}
+}
+
+// heartbeat sends InProgress for every held message, off the loop.
+func (b *Bridge) heartbeat() {
+	if len(b.bySeq) == 0 {
+		return
+	}
+	msgs := make([]jetstream.Msg, 0, len(b.bySeq))
+	for _, it := range b.bySeq {
+		msgs = append(msgs, it.msg)
+	}
+	b.metrics.heartbeats.Add(float64(len(msgs)))
+	b.workers.Add(1)
+	go func() {
+		defer b.workers.Done()
+		for _, m := range msgs {
+			_ = m.InProgress() // fire and forget; an acked message answers with an error we do not need
+		}
+	}()
+}
+
+// post hands a closure to the loop. Workers call it once per result.
+func (b *Bridge) post(fn func()) { b.results <- fn }
+
+// jitter spreads d by ±PollJitter.
+func (b *Bridge) jitter(d time.Duration) time.Duration {
+	j := b.cfg.PollJitter
+	if j == 0 {
+		return d
+	}
+	return time.Duration(float64(d) * (1 - j + 2*j*b.rnd.Float64()))
+}

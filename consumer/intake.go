@@ -1,0 +1,158 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/lessonbridge/lessonbridge/schemas"
+)
+
+// item is one held input message.
+type item struct {
+	msg      jetstream.Msg
+	seq      uint64
+	subject  string
+	mandator string                // "" when the subject names no valid mandator
+	ev       *schemas.LessonChange // nil when invalid
+	err      error                 // why the event will not be imported
+	received time.Time
+}
+
+// invalidMandator is the dead-letter subject token for events whose subject names no valid mandator.
+const invalidMandator = "_invalid"
+
+// onMsg is the Consume callback: decode and hand over, never block.
+func (b *Bridge) onMsg(msg jetstream.Msg) {
+	it := b.decode(msg)
+	b.inMu.Lock()
+	b.inQ = append(b.inQ, it)
+	b.inMu.Unlock()
+	select {
+	case b.inSig <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Bridge) decode(msg jetstream.Msg) *item {
+	it := &item{msg: msg, subject: msg.Subject(), received: b.now()}
+	if md, err := msg.Metadata(); err == nil {
+		it.seq = md.Sequence.Stream
+	}
+	m, ok := strings.CutPrefix(it.subject, b.cfg.ChangesPrefix+".")
+	if err := schemas.ValidMandator(m); !ok || err != nil {
+		it.err = fmt.Errorf("subject %q names no valid mandator (want %s.<mandator>, mandator [A-Za-z0-9_-]{1,64})", it.subject, b.cfg.ChangesPrefix)
+		return it
+	}
+	it.mandator = m
+	if len(b.cfg.Mandators) > 0 && !slices.Contains(b.cfg.Mandators, m) {
+		it.err = fmt.Errorf("mandator %q is not in the allow-list", m)
+		return it
+	}
+	it.ev, it.err = schemas.Decode(msg.Data(), m)
+	return it
+}
+
+// drainIntake takes over what the callback queued. During shutdown (workCtx nil) everything is nakked.
+func (b *Bridge) drainIntake(workCtx context.Context) {
+	b.inMu.Lock()
+	q := b.inQ
+	b.inQ = nil
+	b.inMu.Unlock()
+	var invalid []*item
+	for _, it := range q {
+		if old, ok := b.bySeq[it.seq]; ok && it.seq != 0 {
+			// A redelivery of a message we hold (a heartbeat came late): keep the newest handle.
+			old.msg = it.msg
+			b.metrics.redelivered.Inc()
+			continue
+		}
+		if workCtx == nil || b.stopping {
+			_ = it.msg.Nak()
+			continue
+		}
+		b.bySeq[it.seq] = it
+		b.metrics.received.Inc()
+		if it.err != nil {
+			invalid = append(invalid, it)
+			continue
+		}
+		if b.attachRecovered(workCtx, it) {
+			continue
+		}
+		b.admit(workCtx, it)
+	}
+	if len(invalid) > 0 {
+		b.deadLetterInvalid(workCtx, invalid)
+	}
+}
+
+// deadLetterInvalid copies invalid events to the dead-letter stream and terminates them, off the loop.
+func (b *Bridge) deadLetterInvalid(workCtx context.Context, items []*item) {
+	b.workers.Add(1)
+	go func() {
+		defer b.workers.Done()
+		var done []*item
+		for _, it := range items {
+			mandator := it.mandator
+			if mandator == "" {
+				mandator = invalidMandator
+			}
+			_, err := retry(workCtx, b, "dead-letter invalid event", func(ctx context.Context) (*jetstream.PubAck, error) {
+				return b.pub.PublishDeadLetter(ctx, deadLetterFor(it, mandator, schemas.ReasonInvalidEvent, it.err.Error(), ""))
+			})
+			if err != nil {
+				continue // shutting down: the message stays unacked and returns
+			}
+			b.log.Warn("invalid event dead-lettered", zap.Uint64("streamSeq", it.seq), zap.String("subject", it.subject),
+				zap.String("mandator", it.mandator), zap.Error(it.err))
+			_ = it.msg.TermWithReason(schemas.ReasonInvalidEvent)
+			b.metrics.invalid.WithLabelValues(invalidKind(it)).Inc()
+			done = append(done, it)
+		}
+		b.post(func() {
+			for _, it := range done {
+				delete(b.bySeq, it.seq)
+			}
+		})
+	}()
+}
+
+func invalidKind(it *item) string {
+	switch {
+	case it.mandator == "":
+		return "subject"
+	case it.ev == nil && strings.Contains(it.err.Error(), "allow-list"):
+		return "mandator_not_allowed"
+	default:
+		return "schema"
+	}
+}
+
+// retry runs op until it succeeds or ctx ends, backing off from 100ms to 5s. It is for NATS
+// operations that must eventually happen (publishes de-duplicated by Nats-Msg-Id, ledger writes).
+func retry[T any](ctx context.Context, b *Bridge, what string, op func(ctx context.Context) (T, error)) (T, error) {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		v, err := op(octx)
+		cancel()
+		if err == nil {
+			return v, nil
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			b.log.Warn(what+": will retry", zap.Int("attempt", attempt), zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}

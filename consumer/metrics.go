@@ -1,0 +1,65 @@
+package consumer
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the bridge's Prometheus collectors. Register them with Register; the bridge updates
+// them whether or not they are registered.
+type Metrics struct {
+	received      prometheus.Counter
+	invalid       *prometheus.CounterVec
+	redelivered   prometheus.Counter
+	batches       *prometheus.CounterVec
+	submitLatency prometheus.Histogram
+	pollLatency   prometheus.Histogram
+	jmResponses   *prometheus.CounterVec
+	held          prometheus.Gauge
+	inFlight      prometheus.Gauge
+	oldestAge     prometheus.Gauge
+	heartbeats    prometheus.Counter
+	ledgerRecords prometheus.Gauge
+	resubmits     prometheus.Counter
+}
+
+func newMetrics() *Metrics {
+	const ns = "lessonbridge"
+	buckets := []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	return &Metrics{
+		received: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "events_received_total",
+			Help: "Input messages taken over by the bridge (redeliveries of held messages not counted)."}),
+		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "events_invalid_total",
+			Help: "Input messages dead-lettered as invalid, by kind (schema, subject, mandator_not_allowed)."}, []string{"kind"}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "events_redelivered_while_held_total",
+			Help: "Redeliveries of messages the bridge still held (a heartbeat came too late)."}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "batches_total",
+			Help: "Settled batches by outcome status and reason."}, []string{"status", "reason"}),
+		submitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "submit_seconds",
+			Help: "Latency of JobManager submit requests.", Buckets: buckets}),
+		pollLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "poll_seconds",
+			Help: "Latency of JobManager status requests.", Buckets: buckets}),
+		jmResponses: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "jobmanager_responses_total",
+			Help: "JobManager answers by call (submit, status) and HTTP status code (or transport)."}, []string{"call", "code"}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "held_messages",
+			Help: "Input messages held (pending, waiting, in flight), kept alive with InProgress."}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "batches_in_flight",
+			Help: "Batches cut and not yet settled."}),
+		oldestAge: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "oldest_batch_age_seconds",
+			Help: "Age of the oldest batch in flight (0 when none)."}),
+		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "heartbeats_total",
+			Help: "InProgress signals sent for held messages."}),
+		ledgerRecords: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "ledger_records_recovered",
+			Help: "Open ledger records found at the last start."}),
+		resubmits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "recovery_resubmits_total",
+			Help: "Recorded but unconfirmed batches resubmitted with their JobIDs after a restart (in-doubt windows)."}),
+	}
+}
+
+// Register registers every collector with r.
+func (m *Metrics) Register(r prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.batches, m.submitLatency,
+		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits} {
+		if err := r.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,200 @@
+package consumer
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/lessonbridge/lessonbridge/publisher"
+	"github.com/lessonbridge/lessonbridge/schemas"
+)
+
+// outcomeFor builds the outcome event of a batch. An empty reason means success.
+func outcomeFor(bt *batch, reason, class, importStatus string, msgs []string) *schemas.Outcome {
+	status := schemas.StatusSucceeded
+	if reason != "" {
+		status = schemas.StatusFailed
+	}
+	d := schemas.OutcomeData{
+		Status:        status,
+		Reason:        reason,
+		BatchID:       bt.batchID,
+		Mandator:      bt.mandator,
+		Action:        bt.action,
+		ImportStatus:  importStatus,
+		ErrorMessages: append([]string{}, msgs...),
+		ErrorClass:    class,
+		JobIDs:        bt.jobIDs(),
+		LessonCount:   bt.lessonCount,
+		LessonIDs:     make([]string, 0, len(bt.lessons)),
+		EventIDs:      make([]string, 0, len(bt.items)),
+		SubmittedAt:   bt.submittedAt,
+		Polls:         bt.polls,
+	}
+	if d.LessonCount == 0 {
+		d.LessonCount = bt.lessonCountLocal()
+	}
+	for _, p := range bt.lessons {
+		d.LessonIDs = append(d.LessonIDs, p.key.lessonID)
+	}
+	for _, it := range bt.items {
+		if it.ev != nil {
+			d.EventIDs = append(d.EventIDs, it.ev.ID)
+		}
+	}
+	subject := bt.batchID
+	if subject == "" {
+		subject = bt.key
+	}
+	return &schemas.Outcome{
+		SpecVersion:     schemas.SpecVersion,
+		ID:              bt.key,
+		Source:          schemas.OutcomeSource,
+		Type:            "lesson.batch." + status,
+		Subject:         subject,
+		DataContentType: "application/json",
+		Data:            d,
+	}
+}
+
+// deadLetterFor describes the dead-letter copy of an item.
+func deadLetterFor(it *item, mandator, reason, errText, batchID string) publisher.DeadLetter {
+	return publisher.DeadLetter{
+		Mandator:  mandator,
+		Body:      it.msg.Data(),
+		Reason:    reason,
+		Error:     errText,
+		BatchID:   batchID,
+		Subject:   it.subject,
+		StreamSeq: it.seq,
+	}
+}
+
+// settle finishes a terminal batch off the loop: outcome confirmed by JetStream, then dead letters
+// when it failed, then Ack or Term of every message, then the ledger record goes.
+func (b *Bridge) settle(workCtx context.Context, bt *batch, o *schemas.Outcome) {
+	bt.state = stateSettling
+	now := b.now()
+	o.Time, o.Data.FinishedAt = now, now
+	d := &o.Data
+	fields := []zap.Field{zap.String("status", d.Status), zap.Int("lessons", d.LessonCount), zap.Int("events", len(d.EventIDs)),
+		zap.Int("polls", d.Polls), zap.Strings("jobIds", d.JobIDs)}
+	if d.Status == schemas.StatusFailed {
+		// The guide asks for batchId, timestamp and ErrorMessages of every failed batch.
+		bt.log.Error("batch failed", append(fields, zap.String("reason", d.Reason), zap.String("errorClass", d.ErrorClass),
+			zap.Time("finishedAt", now), zap.Strings("errorMessages", d.ErrorMessages))...)
+	} else {
+		bt.log.Info("batch succeeded", append(fields, zap.Duration("took", now.Sub(bt.created)))...)
+	}
+	b.metrics.batches.WithLabelValues(d.Status, d.Reason).Inc()
+	items := bt.items
+	key, rev := bt.key, bt.ledgerRev
+	b.workers.Add(1)
+	go func() {
+		defer b.workers.Done()
+		if _, err := retry(workCtx, b, "publish outcome", func(ctx context.Context) (*jetstream.PubAck, error) {
+			return b.pub.PublishOutcome(ctx, o)
+		}); err != nil {
+			return // shutting down before NATS confirmed: the ledger resumes the batch
+		}
+		failed := d.Status == schemas.StatusFailed
+		if failed {
+			errText := strings.Join(d.ErrorMessages, "; ")
+			for _, it := range items {
+				if _, err := retry(workCtx, b, "dead-letter", func(ctx context.Context) (*jetstream.PubAck, error) {
+					return b.pub.PublishDeadLetter(ctx, deadLetterFor(it, bt.mandator, d.Reason, errText, d.BatchID))
+				}); err != nil {
+					return
+				}
+			}
+		}
+		for i, it := range items {
+			switch {
+			case failed:
+				_ = it.msg.TermWithReason(d.Reason)
+			case i == len(items)-1:
+				// The last ack waits for the server: acks travel in order, so all before it arrived.
+				ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
+				if err := it.msg.DoubleAck(ctx); err != nil {
+					bt.log.Warn("final ack not confirmed; a redelivery would be re-acked", zap.Error(err))
+				}
+				cancel()
+			default:
+				_ = it.msg.Ack()
+			}
+		}
+		if rev != 0 {
+			ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
+			if err := b.topo.ledger.Delete(ctx, key); err != nil {
+				bt.log.Warn("ledger record not deleted", zap.Error(err))
+			}
+			cancel()
+		}
+		b.post(func() { b.onSettled(workCtx, bt) })
+	}()
+}
+
+// onSettled releases a settled batch's messages and lessons.
+func (b *Bridge) onSettled(workCtx context.Context, bt *batch) {
+	for _, it := range bt.items {
+		delete(b.bySeq, it.seq)
+	}
+	delete(b.batches, bt.key)
+	b.metrics.inFlight.Set(float64(len(b.batches)))
+	for _, p := range bt.lessons {
+		if b.stopping {
+			delete(b.lessons, p.key)
+			continue
+		}
+		b.release(workCtx, p.key)
+	}
+}
+
+// BatchInfo describes a batch the bridge is working on (for `lessonbridge batches` and /batches).
+type BatchInfo struct {
+	Key        string    `json:"key"`
+	Mandator   string    `json:"mandator"`
+	Action     string    `json:"action"`
+	BatchID    string    `json:"batchId"`
+	State      string    `json:"state"`
+	Created    time.Time `json:"created"`
+	Polls      int       `json:"polls"`
+	Lessons    int       `json:"lessons"`
+	Events     int       `json:"events"`
+	LastStatus string    `json:"lastStatus"`
+	Attempts   int       `json:"attempts"`
+	JobIDs     []string  `json:"jobIds"`
+}
+
+func (b *Bridge) publishSnapshot(now time.Time) {
+	out := make([]BatchInfo, 0, len(b.batches))
+	var oldest time.Time
+	for _, bt := range b.batches {
+		out = append(out, BatchInfo{Key: bt.key, Mandator: bt.mandator, Action: string(bt.action), BatchID: bt.batchID,
+			State: string(bt.state), Created: bt.created, Polls: bt.polls, Lessons: bt.lessonCountLocal(),
+			Events: len(bt.items), LastStatus: string(bt.lastStatus), Attempts: bt.attempts, JobIDs: bt.jobIDs()})
+		if oldest.IsZero() || bt.created.Before(oldest) {
+			oldest = bt.created
+		}
+	}
+	sortBatchInfo(out)
+	b.snapshot.Store(&out)
+	age := 0.0
+	if !oldest.IsZero() {
+		age = now.Sub(oldest).Seconds()
+	}
+	b.metrics.oldestAge.Set(age)
+}
+
+func sortBatchInfo(s []BatchInfo) {
+	slices.SortFunc(s, func(a, b BatchInfo) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+}
