@@ -152,7 +152,10 @@ func (b *Bridge) startSubmit(workCtx context.Context, bt *batch) {
 		res.ambiguous = res.ambiguous || ambiguous
 		res.rev = rev
 		if res.status != nil && b.cfg.Hooks.AfterSubmit != nil {
-			b.cfg.Hooks.AfterSubmit(res.status.BatchID)
+			if err := b.cfg.Hooks.AfterSubmit(res.status.BatchID); err != nil {
+				log.Warn("batch abandoned by hook after submit", zap.String("batchId", res.status.BatchID), zap.Error(err))
+				return
+			}
 		}
 		if res.status != nil {
 			rec.State = stateAccepted

@@ -82,8 +82,9 @@ type Config struct {
 
 // Hooks are called synchronously at fixed points of a batch's life (for fault injection in tests).
 type Hooks struct {
-	// AfterSubmit runs after JobManager accepted a batch and before the ledger records it.
-	AfterSubmit func(batchID string)
+	// AfterSubmit runs after JobManager accepted a batch and before the ledger records that. A
+	// non-nil error abandons the batch there, as a crash would: no ledger update, no result.
+	AfterSubmit func(batchID string) error
 }
 
 // Defaults returns c with every zero field set to its default.
