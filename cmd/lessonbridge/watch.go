@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -81,8 +82,10 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("watch: %w", err)
 	}
 
+	// A failed write to stdout (a closed pipe) ends the watch with that error.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	errWrite := errors.New("watch: write")
 	out, errOut := &linePrinter{w: stdout}, &linePrinter{w: stderr}
 	var running []jetstream.ConsumeContext
 	stopAll := func() {
@@ -106,7 +109,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		format := src.format
 		cc, err := cons.Consume(func(msg jetstream.Msg) {
 			if err := out.println(format(msg)); err != nil {
-				cancel(fmt.Errorf("watch: write: %w", err))
+				cancel(fmt.Errorf("%w: %w", errWrite, err))
 			}
 		}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			_ = errOut.println(fmt.Sprintf("watch: stream %s: %v", src.stream, err))
@@ -122,7 +125,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	<-ctx.Done()
 	stopAll()
-	if err := context.Cause(ctx); err != nil && err != ctx.Err() {
+	if err := context.Cause(ctx); errors.Is(err, errWrite) {
 		return err
 	}
 	return nil
