@@ -446,15 +446,15 @@ func TestTokenNeverInErrors(t *testing.T) {
 		return func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(code)
 			// A careless server echoing the header, with the token straddling the 512-byte cut.
-			_, _ = io.WriteString(w, strings.Repeat("x", 500)+r.Header.Get("Authorization"))
+			_, _ = io.WriteString(w, strings.Repeat("x", 498)+r.Header.Get("Authorization"))
 		}
 	}
 	for _, code := range []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusAccepted, http.StatusInternalServerError} {
 		srv, _ := countingServer(t, echo(code))
 		_, err := newClient(t, srv.URL, WithToken(testToken)).Submit(context.Background(), "m", ActionCreate, testJobs)
 		require.Error(t, err)
-		assert.NotContains(t, err.Error(), testToken[:8], code)
-		assert.NotContains(t, fmt.Sprintf("%+v %#v", err, err), testToken[:8], code)
+		assert.NotContains(t, err.Error(), testToken[:6], code)
+		assert.NotContains(t, fmt.Sprintf("%+v %#v", err, err), testToken[:6], code)
 	}
 	srv, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusForbidden)

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -380,35 +380,73 @@ func appendLesson(dst []byte, l *Lesson) ([]byte, error) {
 		dst = append(dst, `,"RessourceName":`...)
 		dst = appendString(dst, l.RessourceName)
 	}
-	if len(l.Extra) > 0 {
-		var small [8]string
-		keys := small[:0]
-		for k := range l.Extra {
-			if !isKnownLessonField(k) {
-				keys = append(keys, k)
-			}
+	if len(l.Extra) == 0 {
+		return append(dst, '}'), nil
+	}
+	var small [8]string
+	keys := small[:0]
+	for k := range l.Extra {
+		if !knownLessonKey(k) {
+			keys = append(keys, k)
 		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			dst = append(dst, ',')
-			dst = appendString(dst, k)
-			dst = append(dst, ':')
-			v := l.Extra[k]
-			if len(v) == 0 {
-				dst = append(dst, "null"...)
-				continue
-			}
-			buf := bytes.NewBuffer(dst)
-			if err := json.Compact(buf, v); err != nil {
-				return nil, fmt.Errorf("jobmanager: lesson %q: extra member %q: %w", l.LektionID, k, err)
-			}
-			dst = buf.Bytes()
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		dst = append(dst, ',')
+		dst = appendString(dst, k)
+		dst = append(dst, ':')
+		var err error
+		if dst, err = appendRaw(dst, l.Extra[k]); err != nil {
+			return nil, fmt.Errorf("jobmanager: lesson %q: extra member %q: %w", l.LektionID, k, err)
 		}
 	}
 	return append(dst, '}'), nil
 }
 
+// knownLessonKey reports whether k names one of the four lesson fields. It matches what
+// isKnownLessonField matches and also Unicode case folds such as "ſ" for "s" (which
+// case-insensitive servers may treat alike); for ASCII keys it does not allocate.
+func knownLessonKey(k string) bool {
+	if strings.EqualFold(k, "LektionId") || strings.EqualFold(k, "Beginn") ||
+		strings.EqualFold(k, "Ende") || strings.EqualFold(k, "RessourceName") {
+		return true
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] >= utf8.RuneSelf {
+			return isKnownLessonField(k) // ToLower can map non-ASCII runes that do not fold, like "İ"
+		}
+	}
+	return false
+}
+
+// appendRaw appends the JSON value v compacted; empty v is null.
+func appendRaw(dst []byte, v json.RawMessage) ([]byte, error) {
+	if len(v) == 0 {
+		return append(dst, "null"...), nil
+	}
+	if !bytes.ContainsAny(v, " \t\r\n") {
+		if !json.Valid(v) {
+			var b bytes.Buffer
+			return nil, json.Compact(&b, v) // for the scanner's precise error
+		}
+		return append(dst, v...), nil
+	}
+	buf := bytes.NewBuffer(dst)
+	if err := json.Compact(buf, v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
 const hexDigits = "0123456789abcdef"
+
+// plainASCII marks the bytes appendString copies unescaped.
+var plainASCII = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return t
+}()
 
 // appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD and U+2028/U+2029
 // are escaped, and so are <, > and &: the output equals encoding/json's.
@@ -417,7 +455,7 @@ func appendString(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+			if plainASCII[b] {
 				i++
 				continue
 			}

@@ -34,6 +34,13 @@ func TestLessonMarshalJSON(t *testing.T) {
 			want: `{"LektionId":"L-3","Beginn":"b","Nil":null,"Zeta":"z","alpha":{"a":[1,2]}}`,
 		},
 		{
+			name: "unicode spellings of known names are skipped too",
+			lesson: Lesson{LektionID: "L-5", Extra: map[string]json.RawMessage{
+				"ENDE": json.RawMessage(`1`), "reſſourcename": json.RawMessage(`1`), "LEKTİONID": json.RawMessage(`1`), "Endet": json.RawMessage(`2`),
+			}},
+			want: `{"LektionId":"L-5","Endet":2}`,
+		},
+		{
 			name:   "escaping",
 			lesson: Lesson{LektionID: "q\"b\\n\n\t\x01<&>\u2028\xff"},
 			want:   `{"LektionId":"q\"b\\n\n\t\u0001\u003c\u0026\u003e\u2028\ufffd"}`,
