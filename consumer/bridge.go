@@ -60,8 +60,10 @@ type Bridge struct {
 	stopping bool
 	rnd      *rand.Rand
 
-	recoverBySeq    map[uint64]*recovering
-	recoverDeadline time.Time
+	recovering   map[string]*recovering
+	recoverBySeq map[uint64]*recovering
+	limbo        []*item // redelivered messages waiting for a ledger reload
+	reloading    bool
 
 	snapshot atomic.Pointer[[]BatchInfo]
 	ready    atomic.Bool
@@ -84,23 +86,25 @@ func New(js jetstream.JetStream, jm JobManager, cfg Config) (*Bridge, error) {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
 	b := &Bridge{
-		cfg:     cfg,
-		js:      js,
-		jm:      jm,
-		pub:     pub,
-		log:     cfg.Logger,
-		now:     cfg.Now,
-		ackWait: cfg.AckWait,
-		metrics: newMetrics(),
-		inSig:   make(chan struct{}, 1),
-		results: make(chan func(), 1024),
-		submitS: make(chan struct{}, cfg.MaxConcurrentSubmits),
-		pollS:   make(chan struct{}, cfg.MaxConcurrentPolls),
-		bySeq:   map[uint64]*item{},
-		lessons: map[lessonKey]*lessonState{},
-		groups:  map[groupKey]*group{},
-		batches: map[string]*batch{},
-		rnd:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x6c62)),
+		cfg:          cfg,
+		js:           js,
+		jm:           jm,
+		pub:          pub,
+		log:          cfg.Logger,
+		now:          cfg.Now,
+		ackWait:      cfg.AckWait,
+		metrics:      newMetrics(),
+		inSig:        make(chan struct{}, 1),
+		results:      make(chan func(), 1024),
+		submitS:      make(chan struct{}, cfg.MaxConcurrentSubmits),
+		pollS:        make(chan struct{}, cfg.MaxConcurrentPolls),
+		bySeq:        map[uint64]*item{},
+		lessons:      map[lessonKey]*lessonState{},
+		groups:       map[groupKey]*group{},
+		batches:      map[string]*batch{},
+		recovering:   map[string]*recovering{},
+		recoverBySeq: map[uint64]*recovering{},
+		rnd:          rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x6c62)),
 	}
 	empty := []BatchInfo{}
 	b.snapshot.Store(&empty)
@@ -132,7 +136,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.topo = topo
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	if err := b.recover(ctx, workCtx); err != nil {
+	if err := b.recover(ctx); err != nil {
 		return err
 	}
 	if err := b.startConsume(); err != nil {
@@ -243,6 +247,12 @@ func (b *Bridge) beginShutdown() {
 	// of the same lesson stay until AckWait so that no other instance overtakes that batch.
 	b.drainIntake(nil)
 	nak := 0
+	for _, it := range b.limbo {
+		_ = it.msg.Nak()
+		delete(b.bySeq, it.seq)
+		nak++
+	}
+	b.limbo = nil
 	for k, st := range b.lessons {
 		if st.inflight != nil {
 			continue
@@ -266,8 +276,8 @@ func (b *Bridge) nextWake(now time.Time) time.Duration {
 			next = g.deadline
 		}
 	}
-	if !b.recoverDeadline.IsZero() && b.recoverDeadline.Before(next) {
-		next = b.recoverDeadline
+	if d := b.nextRecoveryDeadline(); !d.IsZero() && d.Before(next) {
+		next = d
 	}
 	if len(b.polls) > 0 && b.polls[0].nextPoll.Before(next) {
 		next = b.polls[0].nextPoll

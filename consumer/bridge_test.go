@@ -110,10 +110,10 @@ func TestFailureReasons(t *testing.T) {
 			mod:    func(c *Config) { c.SubmitMaxAttempts = 3 },
 			reason: schemas.ReasonSubmitGaveUp, class: schemas.ErrorClassTechnical},
 		{name: "404 past the grace", simCfg: jobmanagertest.Config{NotFoundLag: time.Hour},
-			mod:    func(c *Config) { c.NotFoundGrace = 150 * time.Millisecond },
+			mod:    func(c *Config) { c.NotFoundGrace = 300 * time.Millisecond },
 			reason: schemas.ReasonBatchUnknown, class: schemas.ErrorClassTechnical, hasBatch: true, minPolls: 3},
 		{name: "poll timeout", arrange: func(s *jobmanagertest.Sim) { s.Hold(true) },
-			mod:    func(c *Config) { c.PollTimeout = 200 * time.Millisecond },
+			mod:    func(c *Config) { c.PollTimeout = 300 * time.Millisecond },
 			reason: schemas.ReasonPollTimeout, class: schemas.ErrorClassTechnical, hasBatch: true, minPolls: 3},
 		{name: "technical import failure", arrange: func(s *jobmanagertest.Sim) { s.FailImport(1) },
 			reason: schemas.ReasonImportFailed, class: schemas.ErrorClassTechnical, hasBatch: true, minPolls: 1},
@@ -134,7 +134,7 @@ func TestFailureReasons(t *testing.T) {
 			require.Len(t, os, 1)
 			o := os[0].Data
 			assert.Equal(t, schemas.StatusFailed, o.Status)
-			assert.Equal(t, tt.reason, o.Reason)
+			assert.Equal(t, tt.reason, o.Reason, "outcome %+v", o)
 			assert.Equal(t, tt.class, o.ErrorClass)
 			assert.Equal(t, tt.hasBatch, o.BatchID != "", "batchId %q", o.BatchID)
 			assert.GreaterOrEqual(t, o.Polls, tt.minPolls)

@@ -15,13 +15,14 @@ import (
 
 // item is one held input message.
 type item struct {
-	msg      jetstream.Msg
-	seq      uint64
-	subject  string
-	mandator string                // "" when the subject names no valid mandator
-	ev       *schemas.LessonChange // nil when invalid
-	err      error                 // why the event will not be imported
-	received time.Time
+	msg         jetstream.Msg
+	seq         uint64
+	subject     string
+	mandator    string                // "" when the subject names no valid mandator
+	ev          *schemas.LessonChange // nil when invalid
+	err         error                 // why the event will not be imported
+	redelivered bool                  // delivered before (to us or to an instance that died)
+	received    time.Time
 }
 
 // invalidMandator is the dead-letter subject token for events whose subject names no valid mandator.
@@ -43,6 +44,7 @@ func (b *Bridge) decode(msg jetstream.Msg) *item {
 	it := &item{msg: msg, subject: msg.Subject(), received: b.now()}
 	if md, err := msg.Metadata(); err == nil {
 		it.seq = md.Sequence.Stream
+		it.redelivered = md.NumDelivered > 1
 	}
 	m, ok := strings.CutPrefix(it.subject, b.cfg.ChangesPrefix+".")
 	if err := schemas.ValidMandator(m); !ok || err != nil {
@@ -83,6 +85,10 @@ func (b *Bridge) drainIntake(workCtx context.Context) {
 			continue
 		}
 		if b.attachRecovered(workCtx, it) {
+			continue
+		}
+		if it.redelivered {
+			b.parkRedelivered(workCtx, it)
 			continue
 		}
 		b.admit(workCtx, it)

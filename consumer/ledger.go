@@ -33,15 +33,20 @@ type record struct {
 
 // recordJob is a job by JobID and the stream sequences of its lessons' effective events, in order.
 type recordJob struct {
-	JobID string   `json:"jobId"`
-	Seqs  []uint64 `json:"seqs"`
+	JobID   string   `json:"jobId"`
+	Seqs    []uint64 `json:"seqs"`
+	Lessons []string `json:"lessons"` // lessonIds, so the gate holds them before the messages are back
 }
 
 func (bt *batch) record() *record {
 	r := &record{Key: bt.key, Mandator: bt.mandator, Action: bt.action, State: bt.state, BatchID: bt.batchID,
 		Created: bt.created, SubmittedAt: bt.submittedAt, AcceptedAt: bt.acceptedAt, Attempts: bt.attempts}
 	for i, j := range bt.jobs {
-		r.Jobs = append(r.Jobs, recordJob{JobID: j.JobID, Seqs: bt.jobSeqs[i]})
+		rj := recordJob{JobID: j.JobID, Seqs: bt.jobSeqs[i]}
+		for _, l := range j.LektionList {
+			rj.Lessons = append(rj.Lessons, l.LektionID)
+		}
+		r.Jobs = append(r.Jobs, rj)
 	}
 	for _, it := range bt.items {
 		r.Seqs = append(r.Seqs, it.seq)
@@ -65,48 +70,96 @@ func (b *Bridge) ledgerUpdate(ctx context.Context, r *record, rev uint64) (uint6
 	return b.topo.ledger.Update(ctx, r.Key, v, rev)
 }
 
-// recovering is a ledger record found at start whose messages are coming back (redelivered).
+// recovering is a ledger record of a batch this process did not start (found at start, or after a
+// takeover from a dead instance) whose messages are coming back. Its batch holds the gate for the
+// recorded lessons at once, so events behind them wait (per-lesson order across crashes).
 type recovering struct {
-	rec   *record
-	rev   uint64
-	items map[uint64]*item
+	rec      *record
+	rev      uint64
+	bt       *batch
+	items    map[uint64]*item
+	deadline time.Time
 }
 
-// recover loads the open records of the ledger. Their messages return after AckWait (they were never
-// acked) and are attached by stream sequence; see attachRecovered.
-func (b *Bridge) recover(ctx, workCtx context.Context) error {
-	b.recoverBySeq = map[uint64]*recovering{}
+// loadLedger reads every record of the ledger bucket.
+func (b *Bridge) loadLedger(ctx context.Context) ([]*record, []uint64, error) {
 	lister, err := b.topo.ledger.ListKeys(ctx)
 	if err != nil {
-		return fmt.Errorf("consumer: list ledger: %w", err)
+		return nil, nil, fmt.Errorf("consumer: list ledger: %w", err)
 	}
-	n := 0
+	var recs []*record
+	var revs []uint64
 	for key := range lister.Keys() {
 		e, err := b.topo.ledger.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("consumer: ledger record %s: %w", key, err)
+			return nil, nil, fmt.Errorf("consumer: ledger record %s: %w", key, err)
 		}
 		r := &record{}
 		if err := json.Unmarshal(e.Value(), r); err != nil || r.Key != key {
 			b.log.Error("unreadable ledger record left alone", zap.String("batchKey", key), zap.Error(err))
 			continue
 		}
-		rc := &recovering{rec: r, rev: e.Revision(), items: map[uint64]*item{}}
+		recs = append(recs, r)
+		revs = append(revs, e.Revision())
+	}
+	return recs, revs, nil
+}
+
+// recover loads the open records of the ledger at start. Their messages return after AckWait (they
+// were never acked) and are attached by stream sequence; see attachRecovered.
+func (b *Bridge) recover(ctx context.Context) error {
+	recs, revs, err := b.loadLedger(ctx)
+	if err != nil {
+		return err
+	}
+	n := b.indexRecords(recs, revs)
+	b.metrics.ledgerRecords.Set(float64(n))
+	return nil
+}
+
+// indexRecords registers records of batches this process does not work on and returns how many.
+func (b *Bridge) indexRecords(recs []*record, revs []uint64) int {
+	n := 0
+	deadline := b.now().Add(2*b.ackWait + b.cfg.Heartbeat)
+	for i, r := range recs {
+		if b.batches[r.Key] != nil {
+			continue
+		}
+		bt := &batch{key: r.Key, mandator: r.Mandator, action: r.Action, state: r.State, batchID: r.BatchID,
+			created: r.Created, submittedAt: r.SubmittedAt, acceptedAt: r.AcceptedAt, attempts: r.Attempts,
+			ledgerRev: revs[i], recovered: true, ambiguous: true}
+		bt.log = b.log.With(zap.String("batchKey", bt.key), zap.String("mandator", bt.mandator), zap.String("action", string(bt.action)))
+		if bt.batchID != "" {
+			bt.log = bt.log.With(zap.String("batchId", bt.batchID))
+		}
+		for _, j := range r.Jobs {
+			bt.jobs = append(bt.jobs, jobmanager.Job{JobID: j.JobID})
+			for _, l := range j.Lessons {
+				k := lessonKey{r.Mandator, l}
+				bt.lessons = append(bt.lessons, &pendingLesson{key: k})
+				st := b.lessons[k]
+				if st == nil {
+					st = &lessonState{}
+					b.lessons[k] = st
+				}
+				st.inflight = bt
+			}
+		}
+		rc := &recovering{rec: r, rev: revs[i], bt: bt, items: map[uint64]*item{}, deadline: deadline}
 		for _, s := range r.Seqs {
 			b.recoverBySeq[s] = rc
 		}
+		b.batches[r.Key] = bt
+		b.recovering[r.Key] = rc
 		n++
-		b.log.Info("open batch found in ledger", zap.String("batchKey", key), zap.String("batchId", r.BatchID),
-			zap.String("state", string(r.State)), zap.Int("events", len(r.Seqs)))
+		bt.log.Info("open batch found in ledger; waiting for its messages", zap.String("state", string(r.State)),
+			zap.Int("events", len(r.Seqs)))
 	}
-	b.metrics.ledgerRecords.Set(float64(n))
-	if n > 0 {
-		b.recoverDeadline = b.now().Add(2*b.ackWait + b.cfg.Heartbeat)
-	}
-	return nil
+	b.metrics.inFlight.Set(float64(len(b.batches)))
+	return n
 }
 
 // attachRecovered takes a message that belongs to a recovered record; when the record's messages are
@@ -124,33 +177,80 @@ func (b *Bridge) attachRecovered(workCtx context.Context, it *item) bool {
 	return true
 }
 
+// parkRedelivered holds a redelivered message that no batch of ours knows until the ledger has been
+// read again: it may belong to a batch of an instance that died (a takeover).
+func (b *Bridge) parkRedelivered(workCtx context.Context, it *item) {
+	b.limbo = append(b.limbo, it)
+	if b.reloading {
+		return
+	}
+	b.reloading = true
+	b.workers.Add(1)
+	go func() {
+		defer b.workers.Done()
+		type snapshot struct {
+			recs []*record
+			revs []uint64
+		}
+		snap, err := retry(workCtx, b, "reload ledger", func(ctx context.Context) (snapshot, error) {
+			recs, revs, err := b.loadLedger(ctx)
+			return snapshot{recs, revs}, err
+		})
+		if err != nil {
+			return
+		}
+		recs, revs := snap.recs, snap.revs
+		b.post(func() {
+			b.reloading = false
+			if n := b.indexRecords(recs, revs); n > 0 {
+				b.log.Warn("taking over open batches of another instance", zap.Int("batches", n))
+			}
+			parked := b.limbo
+			b.limbo = nil
+			for _, it := range parked {
+				if !b.attachRecovered(workCtx, it) {
+					b.admit(workCtx, it)
+				}
+			}
+		})
+	}()
+}
+
 // expireRecovery resumes records whose messages did not all come back within the recovery window:
 // the missing ones were acked before the crash (a batch that was settling) or are gone.
 func (b *Bridge) expireRecovery(workCtx context.Context, now time.Time) {
-	if b.recoverDeadline.IsZero() || now.Before(b.recoverDeadline) {
-		return
-	}
-	b.recoverDeadline = time.Time{}
-	seen := map[*recovering]bool{}
-	for _, rc := range b.recoverBySeq {
-		if seen[rc] {
+	for _, rc := range b.recovering {
+		if now.Before(rc.deadline) {
 			continue
 		}
-		seen[rc] = true
-		if len(rc.items) == 0 {
-			ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
-			err := b.topo.ledger.Delete(ctx, rc.rec.Key)
-			cancel()
-			b.log.Info("ledger record without open messages removed (its batch had settled)", zap.String("batchKey", rc.rec.Key),
-				zap.String("batchId", rc.rec.BatchID), zap.Error(err))
-			b.forgetRecovery(rc)
+		if len(rc.items) > 0 {
+			b.resume(workCtx, rc)
 			continue
 		}
-		b.resume(workCtx, rc)
+		b.forgetRecovery(rc)
+		ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
+		err := b.topo.ledger.Delete(ctx, rc.rec.Key, jetstream.LastRevision(rc.rev))
+		cancel()
+		rc.bt.log.Info("ledger record without open messages removed (its batch had settled)", zap.Error(err))
+		delete(b.batches, rc.bt.key)
+		for _, p := range rc.bt.lessons {
+			b.release(workCtx, p.key)
+		}
 	}
 }
 
+func (b *Bridge) nextRecoveryDeadline() time.Time {
+	var next time.Time
+	for _, rc := range b.recovering {
+		if next.IsZero() || rc.deadline.Before(next) {
+			next = rc.deadline
+		}
+	}
+	return next
+}
+
 func (b *Bridge) forgetRecovery(rc *recovering) {
+	delete(b.recovering, rc.rec.Key)
 	for _, s := range rc.rec.Seqs {
 		if b.recoverBySeq[s] == rc {
 			delete(b.recoverBySeq, s)
@@ -158,19 +258,16 @@ func (b *Bridge) forgetRecovery(rc *recovering) {
 	}
 }
 
+// resume turns a recovered record whose messages came back into a working batch.
 func (b *Bridge) resume(workCtx context.Context, rc *recovering) {
 	b.forgetRecovery(rc)
-	r := rc.rec
-	bt := &batch{key: r.Key, mandator: r.Mandator, action: r.Action, state: r.State, batchID: r.BatchID,
-		created: r.Created, submittedAt: r.SubmittedAt, acceptedAt: r.AcceptedAt, attempts: r.Attempts,
-		ledgerRev: rc.rev, recovered: true, ambiguous: true}
-	bt.log = b.log.With(zap.String("batchKey", bt.key), zap.String("mandator", bt.mandator), zap.String("action", string(bt.action)))
-	if bt.batchID != "" {
-		bt.log = bt.log.With(zap.String("batchId", bt.batchID))
-	}
-	// Lessons and jobs come back from the effective events, in the recorded order.
+	r, bt := rc.rec, rc.bt
 	byLesson := map[lessonKey]*pendingLesson{}
+	for _, p := range bt.lessons {
+		byLesson[p.key] = p
+	}
 	complete := len(rc.items) == len(r.Seqs)
+	bt.jobs = bt.jobs[:0]
 	for _, j := range r.Jobs {
 		job := jobmanager.Job{JobID: j.JobID}
 		var seqs []uint64
@@ -182,9 +279,9 @@ func (b *Bridge) resume(workCtx context.Context, rc *recovering) {
 			}
 			job.LektionList = append(job.LektionList, toLesson(it.ev))
 			seqs = append(seqs, s)
-			p := &pendingLesson{key: lessonKey{it.mandator, it.ev.Data.LessonID}, eff: it}
-			byLesson[p.key] = p
-			bt.lessons = append(bt.lessons, p)
+			if p := byLesson[lessonKey{it.mandator, it.ev.Data.LessonID}]; p != nil {
+				p.eff = it
+			}
 		}
 		bt.jobs = append(bt.jobs, job)
 		bt.jobSeqs = append(bt.jobSeqs, seqs)
@@ -198,21 +295,10 @@ func (b *Bridge) resume(workCtx context.Context, rc *recovering) {
 		if it.ev == nil {
 			continue
 		}
-		k := lessonKey{it.mandator, it.ev.Data.LessonID}
-		if p := byLesson[k]; p != nil {
+		if p := byLesson[lessonKey{it.mandator, it.ev.Data.LessonID}]; p != nil {
 			p.items = append(p.items, it)
 		}
 	}
-	for _, p := range bt.lessons {
-		st := b.lessons[p.key]
-		if st == nil {
-			st = &lessonState{}
-			b.lessons[p.key] = st
-		}
-		st.inflight = bt
-	}
-	b.batches[bt.key] = bt
-	b.metrics.inFlight.Set(float64(len(b.batches)))
 	switch {
 	case bt.state == stateAccepted:
 		bt.log.Info("resuming an accepted batch: polling, never resubmitting", zap.Int("events", len(bt.items)))
