@@ -202,7 +202,7 @@ func (d *decoder) decode(mandator string) *LessonChange {
 
 	ev := &event{}
 	e := &ev.LessonChange
-	if s, ok := d.requiredString("specversion", env[fSpecVersion]); ok && s != SpecVersion {
+	if s, ok := d.str("specversion", env[fSpecVersion], true); ok && s != SpecVersion {
 		d.fail("specversion", s, `must be "1.0"`)
 	}
 	e.SpecVersion = SpecVersion
@@ -447,14 +447,31 @@ func jsonMediaType(ct string) bool {
 			}
 		}
 	}
-	if strings.EqualFold(mt, "application/json") {
+	if asciiEqualFold(mt, "application/json") {
 		return true
 	}
 	typ, sub, ok := strings.Cut(mt, "/")
 	if !ok || !isToken(typ) || !isToken(sub) || len(sub) <= len("+json") {
 		return false
 	}
-	return strings.EqualFold(sub[len(sub)-len("+json"):], "+json")
+	return asciiEqualFold(sub[len(sub)-len("+json"):], "+json")
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII only: media types fold no other letters.
+func asciiEqualFold(s, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // isToken reports whether s is a non-empty RFC 9110 token.

@@ -197,6 +197,11 @@ func TestDecodeErrorMessages(t *testing.T) {
 			want: `specversion is required; id is required; data is required`,
 		},
 		{
+			name: "empty specversion",
+			raw:  `{"specversion":"","id":"i","source":"s","type":"lesson.deleted","data":{"lessonId":"L"}}`,
+			want: `specversion must be "1.0"`,
+		},
+		{
 			name: "leap second",
 			raw:  `{` + head + `"type":"lesson.deleted","time":"2016-12-31T23:59:60Z","data":{"lessonId":"L"}}`,
 			want: `time "2016-12-31T23:59:60Z" has a leap second, which is not supported`,
@@ -268,6 +273,8 @@ func TestDecodeAgreesWithSchema(t *testing.T) {
 		{"app(lication)/x+json", okTime, false},
 		{"application/json; charset=\tutf-8", okTime, false},
 		{"", okTime, false},
+		{"application/j\u017fon", okTime, false}, // ſ folds to s in Unicode, not in media types
+		{"\u212a/x+json", okTime, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.contentType+" "+tt.start, func(t *testing.T) {
