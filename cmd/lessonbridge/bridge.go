@@ -2,10 +2,199 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/lessonbridge/lessonbridge/consumer"
+	"github.com/lessonbridge/lessonbridge/jobmanager"
 )
 
+// httpShutdownTimeout bounds how long the HTTP endpoints wait for requests in progress at exit.
+const httpShutdownTimeout = 3 * time.Second
+
+// runBridge is `lessonbridge run`: the bridge daemon. It checks every flag first (reporting all bad
+// values at once), logs the effective configuration without secrets, connects to NATS (reconnecting
+// forever), serves the HTTP endpoints and runs the engine until ctx ends (SIGINT/SIGTERM).
 func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("bridge: not implemented yet")
+	fs := newFlagSet("run", stderr)
+	flags := registerRunFlags(fs)
+	if err := parseFlags(fs, args, runFlagExtraEnv); err != nil {
+		return err
+	}
+	s, errs := flags.settings(osFS{})
+	if len(errs) > 0 {
+		lines := make([]string, len(errs))
+		for i, e := range errs {
+			lines[i] = "  " + strings.ReplaceAll(e.Error(), "\n", "\n  ")
+		}
+		return fmt.Errorf("run: invalid configuration:\n%s", strings.Join(lines, "\n"))
+	}
+	log, err := newLogger(s.LogLevel, s.LogFormat, stderr)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	defer func() { _ = log.Sync() }()
+	log.Info("lessonbridge starting", s.logFields()...)
+
+	jm, err := newJobManagerClient(s.JobManager)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	nc, err := connectNATS(ctx, s.NATS, "lessonbridge run", log)
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("lessonbridge stopped before NATS was reachable")
+			return nil
+		}
+		return fmt.Errorf("run: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	cfg := s.Bridge
+	cfg.Logger = log
+	bridge, err := consumer.New(js, jm, cfg)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+
+	if s.HTTPAddr != "" {
+		probeMandator := ""
+		if len(cfg.Mandators) > 0 {
+			probeMandator = cfg.Mandators[0]
+		}
+		api, err := newHTTPAPI(bridge, bridge.Metrics(), nc.IsConnected, jm, probeMandator)
+		if err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		srv, err := startHTTP(s.HTTPAddr, api.Handler(), log)
+		if err != nil {
+			return fmt.Errorf("run: --http-addr %s: %w", s.HTTPAddr, err)
+		}
+		log.Info("serving /metrics, /healthz, /readyz and /batches", zap.String("httpAddr", srv.Addr))
+		defer func() {
+			if err := srv.Shutdown(httpShutdownTimeout); err != nil {
+				log.Warn("http server", zap.Error(err))
+			}
+		}()
+	}
+
+	err = bridge.Run(ctx)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("run: %w", err)
+	}
+	log.Info("lessonbridge stopped")
+	return nil
+}
+
+// newJobManagerClient builds the JobManager client: the token option given (static, file or
+// per-mandator directory) and, with a CA file, an HTTP client that trusts only those CAs.
+func newJobManagerClient(s jmSettings) (*jobmanager.Client, error) {
+	var opts []jobmanager.Option
+	switch {
+	case s.Token != "":
+		opts = append(opts, jobmanager.WithToken(s.Token))
+	case s.TokenFile != "":
+		opts = append(opts, jobmanager.WithTokenFile(s.TokenFile))
+	case s.TokenDir != "":
+		opts = append(opts, jobmanager.WithTokenSource(jobmanager.TokenDir(s.TokenDir)))
+	}
+	if s.RootCAs != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: s.RootCAs, MinVersion: tls.VersionTLS12}
+		opts = append(opts, jobmanager.WithHTTPClient(&http.Client{
+			Transport: tr,
+			Timeout:   jobmanager.DefaultTimeout,
+			// Like the client's default: a redirect is an answer to report, not to follow.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}))
+	}
+	opts = append(opts, jobmanager.WithUserAgent("lessonbridge/"+version))
+	return jobmanager.New(s.URL, opts...)
+}
+
+// connectNATS connects with the configured authentication and TLS, reconnecting forever, and logs
+// disconnects and reconnects. When no server is reachable at start it keeps trying (logging each
+// failure) until it connects or ctx ends.
+func connectNATS(ctx context.Context, s natsSettings, name string, log *zap.Logger) (*nats.Conn, error) {
+	connected := make(chan struct{}, 1)
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("nats connected", zap.String("server", nc.ConnectedUrlRedacted()))
+			select {
+			case connected <- struct{}{}:
+			default:
+			}
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected; reconnecting", zap.Error(err))
+			} else {
+				log.Info("nats disconnected")
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
+		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Debug("nats reconnect attempt failed", zap.Error(err))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("nats asynchronous error", zap.String("subject", subject), zap.Error(err))
+		}),
+	}
+	switch {
+	case s.Creds != "":
+		opts = append(opts, nats.UserCredentials(s.Creds))
+	case s.NKeySeedFile != "":
+		o, err := nats.NkeyOptionFromSeed(s.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("--nats-nkey %s: %w", s.NKeySeedFile, err)
+		}
+		opts = append(opts, o)
+	case s.User != "":
+		opts = append(opts, nats.UserInfo(s.User, s.Password))
+	case s.Token != "":
+		opts = append(opts, nats.Token(s.Token))
+	}
+	if s.CAFile != "" {
+		opts = append(opts, nats.RootCAs(s.CAFile))
+	}
+	if s.CertFile != "" {
+		opts = append(opts, nats.ClientCert(s.CertFile, s.KeyFile))
+	}
+	nc, err := nats.Connect(s.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats connect %s: %w", redactURLs(s.URL), err)
+	}
+	if nc.IsConnected() {
+		return nc, nil
+	}
+	log.Warn("nats not reachable yet; retrying", zap.String("natsUrl", redactURLs(s.URL)))
+	select {
+	case <-connected:
+		return nc, nil
+	case <-ctx.Done():
+		nc.Close()
+		return nil, fmt.Errorf("nats connect %s: %w", redactURLs(s.URL), ctx.Err())
+	}
 }

@@ -1,0 +1,516 @@
+package main
+
+import (
+	"bytes"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/lessonbridge/lessonbridge/consumer"
+	"github.com/lessonbridge/lessonbridge/jobmanager"
+	"github.com/lessonbridge/lessonbridge/publisher"
+)
+
+// runFlags are the raw values of `run`'s flags, as given on the command line or in the environment.
+// Everything is kept as text so that settings can report every bad value at once, each naming its
+// flag, its environment variable and the value, instead of stopping at the first one.
+type runFlags struct {
+	NATSURL      string
+	NATSCreds    string
+	NATSNKey     string
+	NATSUser     string
+	NATSPassword string
+	NATSToken    string
+	NATSCA       string
+	NATSCert     string
+	NATSKey      string
+
+	JobManagerURL       string
+	JobManagerToken     string
+	JobManagerTokenFile string
+	JobManagerTokenDir  string
+	JobManagerCA        string
+
+	PollSchedule     string
+	PollTimeout      string
+	NotFoundGrace    string
+	BatchLinger      string
+	BatchMaxLessons  string
+	AckWait          string
+	MaxHeld          string
+	ShutdownGrace    string
+	Mandators        string
+	EnsureTopology   boolText
+	PriorityGroup    string
+	MessageRulesFile string
+
+	InputStream       string
+	OutcomeStream     string
+	DeadLetterStream  string
+	ChangesSubject    string
+	OutcomeSubject    string
+	DeadLetterSubject string
+	Consumer          string
+	LedgerBucket      string
+	JobIDPrefix       string
+
+	HTTPAddr  string
+	LogLevel  string
+	LogFormat string
+}
+
+// boolText is a boolean flag kept as text (so `--ensure-topology` alone means true and a bad value
+// from the environment is reported with the others instead of aborting the parse).
+type boolText string
+
+func (b *boolText) String() string     { return string(*b) }
+func (b *boolText) Set(s string) error { *b = boolText(s); return nil }
+func (b *boolText) IsBoolFlag() bool   { return true }
+
+// runFlagExtraEnv are the environment variables read for a flag besides LESSONBRIDGE_<FLAG>.
+var runFlagExtraEnv = map[string][]string{"nats-url": {"NATS_URL"}}
+
+// registerRunFlags defines `run`'s flags on fs, with the contract's defaults.
+func registerRunFlags(fs *flag.FlagSet) *runFlags {
+	f := &runFlags{EnsureTopology: "true"}
+	s := func(p *string, name, def, usage string) { fs.StringVar(p, name, def, usage) }
+	subjects := publisher.DefaultSubjects()
+
+	s(&f.NATSURL, "nats-url", defaultNATSURL, "NATS server URL(s), comma-separated (env NATS_URL too)")
+	s(&f.NATSCreds, "nats-creds", "", "NATS credentials file (JWT and NKey seed)")
+	s(&f.NATSNKey, "nats-nkey", "", "NATS NKey seed file")
+	s(&f.NATSUser, "nats-user", "", "NATS user name (with --nats-password)")
+	s(&f.NATSPassword, "nats-password", "", "NATS password")
+	s(&f.NATSToken, "nats-token", "", "NATS authentication token")
+	s(&f.NATSCA, "nats-ca", "", "PEM file of the CA(s) that signed the NATS server's certificate")
+	s(&f.NATSCert, "nats-cert", "", "PEM client certificate for NATS TLS (with --nats-key)")
+	s(&f.NATSKey, "nats-key", "", "PEM private key of --nats-cert")
+
+	s(&f.JobManagerURL, "jobmanager-url", "", "JobManager base URL, before /{mandator}/api/v2.0/... (required)")
+	s(&f.JobManagerToken, "jobmanager-token", "", "JobManager bearer token (prefer --jobmanager-token-file)")
+	s(&f.JobManagerTokenFile, "jobmanager-token-file", "", "file holding the bearer token; re-read when JobManager answers 401")
+	s(&f.JobManagerTokenDir, "jobmanager-token-dir", "", "directory of per-mandator token files <dir>/<mandator>, fallback <dir>/default")
+	s(&f.JobManagerCA, "jobmanager-ca", "", "PEM file of the CA(s) that signed JobManager's certificate (default: system roots)")
+
+	s(&f.PollSchedule, "poll-schedule", "3s,5s,10s,20s,30s", "waits between status polls, comma-separated; the last repeats; jittered")
+	s(&f.PollTimeout, "poll-timeout", "30m", "give up polling a batch after this")
+	s(&f.NotFoundGrace, "not-found-grace", "2m", "how long a 404 on status counts as \"not known yet\"")
+	s(&f.BatchLinger, "batch-linger", "2s", "how long a group waits for more events before it is submitted")
+	s(&f.BatchMaxLessons, "batch-max-lessons", "500", "lessons per submit request at most")
+	s(&f.AckWait, "ack-wait", "30s", "the input consumer's AckWait; held messages are kept alive every third of it")
+	s(&f.MaxHeld, "max-held", "100000", "input messages held at most; the bridge stops pulling above")
+	s(&f.ShutdownGrace, "shutdown-grace", "10s", "at shutdown, how long in-flight batches get to settle")
+	s(&f.Mandators, "mandators", "", "allow-list of mandators, comma-separated (empty: all); others are dead-lettered")
+	fs.Var(&f.EnsureTopology, "ensure-topology", "create missing streams, consumer and ledger bucket at start (existing ones are never changed)")
+	s(&f.PriorityGroup, "priority-group", "", "pinned-client priority group for several instances (high availability), e.g. lessonbridge; empty: off")
+	s(&f.MessageRulesFile, "message-rules-file", "", `extra rules classifying JobManager ErrorMessages, one "data|technical <regexp>" per line`)
+
+	s(&f.InputStream, "input-stream", "LESSONS", "stream of the lesson changes")
+	s(&f.OutcomeStream, "outcome-stream", "LESSON_OUTCOMES", "stream of the outcome events")
+	s(&f.DeadLetterStream, "deadletter-stream", "LESSON_DEADLETTER", "stream of the dead letters")
+	s(&f.ChangesSubject, "changes-subject", subjects.Changes, "subject prefix of lesson changes (<prefix>.<mandator>)")
+	s(&f.OutcomeSubject, "outcome-subject", subjects.Outcomes, "subject prefix of outcome events")
+	s(&f.DeadLetterSubject, "deadletter-subject", subjects.DeadLetter, "subject prefix of dead letters")
+	s(&f.Consumer, "consumer", "lessonbridge", "durable pull consumer on the input stream")
+	s(&f.LedgerBucket, "ledger-bucket", "lessonbridge_ledger", "KV bucket of the crash-recovery ledger")
+	s(&f.JobIDPrefix, "job-id-prefix", "lb", "prefix of generated JobIDs")
+
+	s(&f.HTTPAddr, "http-addr", "127.0.0.1:8081", "address of /metrics, /healthz, /readyz and /batches (empty disables)")
+	s(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
+	s(&f.LogFormat, "log-format", "json", "json or console")
+	return f
+}
+
+// runSettings is the checked configuration of `run`.
+type runSettings struct {
+	Bridge     consumer.Config // without Logger
+	NATS       natsSettings
+	JobManager jmSettings
+	HTTPAddr   string
+	LogLevel   string
+	LogFormat  string
+	RulesFile  string
+}
+
+// natsSettings says how to reach and authenticate to NATS; empty fields are unused.
+type natsSettings struct {
+	URL                       string
+	Creds, NKeySeedFile       string
+	User, Password, Token     string
+	CAFile, CertFile, KeyFile string
+}
+
+// jmSettings says how to reach JobManager. At most one of Token, TokenFile and TokenDir is set.
+type jmSettings struct {
+	URL       string
+	Token     string
+	TokenFile string
+	TokenDir  string
+	CAFile    string
+	RootCAs   *x509.CertPool // from CAFile; nil: system roots
+}
+
+// fileSystem is what settings reads: the OS in production, an fstest.MapFS in tests.
+type fileSystem interface {
+	ReadFile(name string) ([]byte, error)
+	Stat(name string) (fs.FileInfo, error)
+}
+
+type osFS struct{}
+
+func (osFS) ReadFile(name string) ([]byte, error)  { return os.ReadFile(name) }
+func (osFS) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }
+
+var (
+	flagNameRE    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+	flagSubjectRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+	jobIDPrefixRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+)
+
+// flagError names a flag, its environment variable(s) and the bad value.
+func flagError(name, value, why string) error {
+	envs := append([]string{envName(name)}, runFlagExtraEnv[name]...)
+	return fmt.Errorf("--%s (%s) %q: %s", name, strings.Join(envs, ", "), value, why)
+}
+
+// settings checks every value of f and maps it onto the bridge's configuration. It returns every
+// problem it finds, each naming flag, environment variable and value; files named by flags are read
+// (or, for token files, checked) through fsys.
+func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
+	var errs []error
+	bad := func(name, value, why string) { errs = append(errs, flagError(name, value, why)) }
+
+	positive := func(name, v string) time.Duration {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		switch {
+		case err != nil:
+			bad(name, v, "not a duration (use Go syntax such as 250ms, 2s, 30m)")
+		case d <= 0:
+			bad(name, v, "must be positive")
+		}
+		return d
+	}
+	atLeastOne := func(name, v string) int {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		switch {
+		case err != nil:
+			bad(name, v, "not an integer")
+		case n < 1:
+			bad(name, v, "must be at least 1")
+		}
+		return n
+	}
+	name := func(flagName, v string) string {
+		if !flagNameRE.MatchString(v) {
+			bad(flagName, v, "must be 1-255 letters, digits, '-' or '_'")
+		}
+		return v
+	}
+	subject := func(flagName, v string) string {
+		if !flagSubjectRE.MatchString(v) {
+			bad(flagName, v, "must be dot-separated tokens of letters, digits, '-' or '_' (no wildcards)")
+		}
+		return v
+	}
+	readable := func(flagName, path string) []byte {
+		if path == "" {
+			return nil
+		}
+		b, err := fsys.ReadFile(path)
+		if err != nil {
+			bad(flagName, path, fmt.Sprintf("cannot be read: %v", unwrapPathError(err)))
+		}
+		return b
+	}
+
+	var s runSettings
+	c := &s.Bridge
+
+	// Bridge engine.
+	for _, part := range strings.Split(f.PollSchedule, ",") {
+		part = strings.TrimSpace(part)
+		d, err := time.ParseDuration(part)
+		switch {
+		case part == "":
+			bad("poll-schedule", f.PollSchedule, "has an empty entry")
+		case err != nil:
+			bad("poll-schedule", f.PollSchedule, fmt.Sprintf("%q is not a duration", part))
+		case d <= 0:
+			bad("poll-schedule", f.PollSchedule, fmt.Sprintf("%q is not positive", part))
+		default:
+			c.PollSchedule = append(c.PollSchedule, d)
+		}
+	}
+	c.PollTimeout = positive("poll-timeout", f.PollTimeout)
+	c.NotFoundGrace = positive("not-found-grace", f.NotFoundGrace)
+	c.BatchLinger = positive("batch-linger", f.BatchLinger)
+	c.BatchMaxLessons = atLeastOne("batch-max-lessons", f.BatchMaxLessons)
+	c.AckWait = positive("ack-wait", f.AckWait)
+	c.MaxHeld = atLeastOne("max-held", f.MaxHeld)
+	c.ShutdownGrace = positive("shutdown-grace", f.ShutdownGrace)
+	for _, m := range strings.Split(f.Mandators, ",") {
+		m = strings.TrimSpace(m)
+		if m == "" {
+			continue
+		}
+		if !mandatorToken.MatchString(m) {
+			bad("mandators", f.Mandators, fmt.Sprintf("%q must match [A-Za-z0-9_-]{1,64}", m))
+			continue
+		}
+		c.Mandators = append(c.Mandators, m)
+	}
+	ensure, err := strconv.ParseBool(strings.TrimSpace(string(f.EnsureTopology)))
+	if err != nil {
+		bad("ensure-topology", string(f.EnsureTopology), "must be true or false")
+	}
+	c.EnsureTopology = &ensure
+	if f.PriorityGroup != "" {
+		c.PriorityGroup = name("priority-group", f.PriorityGroup)
+	}
+	if rules := readable("message-rules-file", f.MessageRulesFile); rules != nil {
+		r, err := jobmanager.ParseMessageRules(bytes.NewReader(rules))
+		if err != nil {
+			bad("message-rules-file", f.MessageRulesFile, err.Error())
+		} else {
+			c.MessageRules = &r
+		}
+	}
+	s.RulesFile = f.MessageRulesFile
+
+	c.InputStream = name("input-stream", f.InputStream)
+	c.OutcomeStream = name("outcome-stream", f.OutcomeStream)
+	c.DeadLetterStream = name("deadletter-stream", f.DeadLetterStream)
+	c.ConsumerName = name("consumer", f.Consumer)
+	c.LedgerBucket = name("ledger-bucket", f.LedgerBucket)
+	c.ChangesPrefix = subject("changes-subject", f.ChangesSubject)
+	c.OutcomesPrefix = subject("outcome-subject", f.OutcomeSubject)
+	c.DeadLetterPrefix = subject("deadletter-subject", f.DeadLetterSubject)
+	if f.ChangesSubject == f.OutcomeSubject || f.ChangesSubject == f.DeadLetterSubject {
+		bad("changes-subject", f.ChangesSubject, "must differ from --outcome-subject and --deadletter-subject")
+	} else if f.OutcomeSubject == f.DeadLetterSubject {
+		bad("outcome-subject", f.OutcomeSubject, "must differ from --deadletter-subject")
+	}
+	if !jobIDPrefixRE.MatchString(f.JobIDPrefix) {
+		bad("job-id-prefix", f.JobIDPrefix, "must be 1-64 letters, digits or '-'")
+	}
+	c.JobIDPrefix = f.JobIDPrefix
+
+	// NATS.
+	if strings.TrimSpace(f.NATSURL) == "" {
+		bad("nats-url", f.NATSURL, "must name at least one server")
+	}
+	s.NATS = natsSettings{URL: f.NATSURL, Creds: f.NATSCreds, NKeySeedFile: f.NATSNKey, User: f.NATSUser,
+		Password: f.NATSPassword, Token: f.NATSToken, CAFile: f.NATSCA, CertFile: f.NATSCert, KeyFile: f.NATSKey}
+	var methods []string
+	for _, m := range []struct{ flag, v string }{{"--nats-creds", f.NATSCreds}, {"--nats-nkey", f.NATSNKey},
+		{"--nats-user", f.NATSUser + f.NATSPassword}, {"--nats-token", f.NATSToken}} {
+		if m.v != "" {
+			methods = append(methods, m.flag)
+		}
+	}
+	if len(methods) > 1 {
+		bad(strings.TrimPrefix(methods[1], "--"), "(set)", "only one NATS authentication may be given, also "+methods[0])
+	}
+	if (f.NATSUser == "") != (f.NATSPassword == "") {
+		if f.NATSUser == "" {
+			bad("nats-user", "", "must be given with --nats-password")
+		} else {
+			bad("nats-password", "(unset)", "must be given with --nats-user")
+		}
+	}
+	if (f.NATSCert == "") != (f.NATSKey == "") {
+		if f.NATSCert == "" {
+			bad("nats-cert", "", "must be given with --nats-key")
+		} else {
+			bad("nats-key", "", "must be given with --nats-cert")
+		}
+	}
+	readable("nats-creds", f.NATSCreds)
+	readable("nats-nkey", f.NATSNKey)
+	readable("nats-cert", f.NATSCert)
+	readable("nats-key", f.NATSKey)
+	if pem := readable("nats-ca", f.NATSCA); pem != nil && !x509.NewCertPool().AppendCertsFromPEM(pem) {
+		bad("nats-ca", f.NATSCA, "holds no PEM certificate")
+	}
+
+	// JobManager.
+	s.JobManager = jmSettings{URL: f.JobManagerURL, Token: f.JobManagerToken, TokenFile: f.JobManagerTokenFile,
+		TokenDir: f.JobManagerTokenDir, CAFile: f.JobManagerCA}
+	if f.JobManagerURL == "" {
+		bad("jobmanager-url", "", "is required")
+	} else if _, err := jobmanager.New(f.JobManagerURL); err != nil {
+		bad("jobmanager-url", f.JobManagerURL, strings.TrimPrefix(err.Error(), "jobmanager: "))
+	}
+	var tokens []string
+	for _, t := range []struct{ flag, v string }{{"jobmanager-token", f.JobManagerToken},
+		{"jobmanager-token-file", f.JobManagerTokenFile}, {"jobmanager-token-dir", f.JobManagerTokenDir}} {
+		if t.v != "" {
+			tokens = append(tokens, t.flag)
+		}
+	}
+	if len(tokens) > 1 {
+		value := "(set)"
+		if tokens[1] != "jobmanager-token" {
+			value = map[string]string{"jobmanager-token-file": f.JobManagerTokenFile, "jobmanager-token-dir": f.JobManagerTokenDir}[tokens[1]]
+		}
+		bad(tokens[1], value, "only one of --jobmanager-token, --jobmanager-token-file and --jobmanager-token-dir may be given, also --"+tokens[0])
+	}
+	if f.JobManagerToken != "" && strings.ContainsFunc(f.JobManagerToken, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		bad("jobmanager-token", "(set)", "contains whitespace or control characters")
+	}
+	readable("jobmanager-token-file", f.JobManagerTokenFile)
+	if f.JobManagerTokenDir != "" {
+		if fi, err := fsys.Stat(f.JobManagerTokenDir); err != nil {
+			bad("jobmanager-token-dir", f.JobManagerTokenDir, fmt.Sprintf("cannot be read: %v", unwrapPathError(err)))
+		} else if !fi.IsDir() {
+			bad("jobmanager-token-dir", f.JobManagerTokenDir, "is not a directory")
+		}
+	}
+	if pem := readable("jobmanager-ca", f.JobManagerCA); pem != nil {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			bad("jobmanager-ca", f.JobManagerCA, "holds no PEM certificate")
+		}
+		s.JobManager.RootCAs = pool
+	}
+
+	// Process.
+	s.HTTPAddr = strings.TrimSpace(f.HTTPAddr)
+	if s.HTTPAddr != "" {
+		if _, port, err := net.SplitHostPort(s.HTTPAddr); err != nil {
+			bad("http-addr", f.HTTPAddr, "must be host:port (or empty to disable)")
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			bad("http-addr", f.HTTPAddr, "port must be a number 0-65535")
+		}
+	}
+	s.LogLevel, s.LogFormat = f.LogLevel, f.LogFormat
+	if _, err := zapcore.ParseLevel(f.LogLevel); err != nil {
+		bad("log-level", f.LogLevel, "must be debug, info, warn or error")
+	}
+	if f.LogFormat != "json" && f.LogFormat != "console" {
+		bad("log-format", f.LogFormat, "must be json or console")
+	}
+
+	// The engine's own checks as a backstop, for what the flags above cannot express.
+	if len(errs) == 0 {
+		if err := c.Defaults().Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return s, errs
+}
+
+// unwrapPathError drops the path from an *fs.PathError, which the message names already.
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// setOrUnset shows whether a secret is configured without showing it.
+func setOrUnset(secret string) string {
+	if secret == "" {
+		return "(unset)"
+	}
+	return "(set)"
+}
+
+// redactURLs replaces the user info of each comma-separated URL (a password, or a token given as
+// user name) by "redacted".
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			if strings.Contains(p, "@") {
+				parts[i] = "(unparsable URL with user info)"
+			}
+			continue
+		}
+		if u.User != nil {
+			u.User = url.User("redacted")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// logFields describes the effective configuration for the start-up log line. Secrets appear only
+// as "(set)" or "(unset)"; file paths are shown, their contents never.
+func (s runSettings) logFields() []zap.Field {
+	c := s.Bridge.Defaults()
+	natsAuth := "none"
+	switch {
+	case s.NATS.Creds != "":
+		natsAuth = "creds file " + s.NATS.Creds
+	case s.NATS.NKeySeedFile != "":
+		natsAuth = "nkey seed file " + s.NATS.NKeySeedFile
+	case s.NATS.User != "":
+		natsAuth = "user " + s.NATS.User
+	case s.NATS.Token != "":
+		natsAuth = "token"
+	}
+	jmAuth := "none"
+	switch {
+	case s.JobManager.Token != "":
+		jmAuth = "token"
+	case s.JobManager.TokenFile != "":
+		jmAuth = "token file " + s.JobManager.TokenFile
+	case s.JobManager.TokenDir != "":
+		jmAuth = "token dir " + s.JobManager.TokenDir
+	}
+	rules := "defaults"
+	if s.RulesFile != "" {
+		rules = "defaults after " + s.RulesFile
+	}
+	return []zap.Field{
+		zap.String("version", version),
+		zap.String("natsUrl", redactURLs(s.NATS.URL)),
+		zap.String("natsAuth", natsAuth),
+		zap.String("natsPassword", setOrUnset(s.NATS.Password)),
+		zap.String("natsToken", setOrUnset(s.NATS.Token)),
+		zap.String("natsCa", s.NATS.CAFile),
+		zap.String("natsCert", s.NATS.CertFile),
+		zap.String("jobmanagerUrl", s.JobManager.URL),
+		zap.String("jobmanagerAuth", jmAuth),
+		zap.String("jobmanagerToken", setOrUnset(s.JobManager.Token)),
+		zap.String("jobmanagerCa", s.JobManager.CAFile),
+		zap.Durations("pollSchedule", c.PollSchedule),
+		zap.Duration("pollTimeout", c.PollTimeout),
+		zap.Duration("notFoundGrace", c.NotFoundGrace),
+		zap.Duration("batchLinger", c.BatchLinger),
+		zap.Int("batchMaxLessons", c.BatchMaxLessons),
+		zap.Duration("ackWait", c.AckWait),
+		zap.Duration("heartbeat", c.Heartbeat),
+		zap.Int("maxHeld", c.MaxHeld),
+		zap.Duration("shutdownGrace", c.ShutdownGrace),
+		zap.Strings("mandators", c.Mandators),
+		zap.Bool("ensureTopology", *c.EnsureTopology),
+		zap.String("priorityGroup", c.PriorityGroup),
+		zap.String("messageRules", rules),
+		zap.String("inputStream", c.InputStream),
+		zap.String("outcomeStream", c.OutcomeStream),
+		zap.String("deadLetterStream", c.DeadLetterStream),
+		zap.String("changesSubject", c.ChangesPrefix),
+		zap.String("outcomeSubject", c.OutcomesPrefix),
+		zap.String("deadLetterSubject", c.DeadLetterPrefix),
+		zap.String("consumer", c.ConsumerName),
+		zap.String("ledgerBucket", c.LedgerBucket),
+		zap.String("jobIdPrefix", c.JobIDPrefix),
+		zap.String("httpAddr", s.HTTPAddr),
+	}
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/lessonbridge/lessonbridge/consumer"
+	"github.com/lessonbridge/lessonbridge/internal/natstest"
+	"github.com/lessonbridge/lessonbridge/jobmanager"
+	"github.com/lessonbridge/lessonbridge/jobmanager/jobmanagertest"
+)
+
+// fakeBridge is a bridgeView whose answers the test sets.
+type fakeBridge struct {
+	ready   atomic.Bool
+	batches []consumer.BatchInfo
+}
+
+func (f *fakeBridge) Ready() bool                   { return f.ready.Load() }
+func (f *fakeBridge) Batches() []consumer.BatchInfo { return f.batches }
+
+// get fetches url and returns status and body; failures fail the test.
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func TestHTTPAPIEndpoints(t *testing.T) {
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	fb := &fakeBridge{batches: []consumer.BatchInfo{{Key: "k1", Mandator: "demo", Action: "create", BatchID: "12345",
+		State: "polling", Created: created, Polls: 2, Lessons: 3, Events: 4, LastStatus: "AwaitingLessonProcessing"}}}
+	var natsUp atomic.Bool
+	api, err := newHTTPAPI(fb, nil, natsUp.Load, nil, "")
+	require.NoError(t, err)
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+
+	code, body := get(t, srv.URL+"/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "ok\n", body)
+
+	code, body = get(t, srv.URL+"/batches")
+	assert.Equal(t, http.StatusOK, code)
+	var got []consumer.BatchInfo
+	require.NoError(t, json.Unmarshal([]byte(body), &got))
+	assert.Equal(t, fb.batches, got)
+
+	fb.batches = nil
+	_, body = get(t, srv.URL+"/batches")
+	assert.JSONEq(t, "[]", body, "no batches is an empty list, not null")
+
+	tests := []struct {
+		nats, bridge bool
+		code         int
+		body         string
+	}{
+		{false, false, 503, `{"ready":false,"nats":"disconnected","bridge":"not ready"}`},
+		{true, false, 503, `{"ready":false,"nats":"connected","bridge":"not ready"}`},
+		{false, true, 503, `{"ready":false,"nats":"disconnected","bridge":"ready"}`},
+		{true, true, 200, `{"ready":true,"nats":"connected","bridge":"ready"}`},
+	}
+	for _, tt := range tests {
+		natsUp.Store(tt.nats)
+		fb.ready.Store(tt.bridge)
+		code, body := get(t, srv.URL+"/readyz")
+		assert.Equal(t, tt.code, code, "nats %v bridge %v", tt.nats, tt.bridge)
+		assert.JSONEq(t, tt.body, body)
+	}
+
+	code, body = get(t, srv.URL+"/metrics")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "go_goroutines")
+	assert.Contains(t, body, `lessonbridge_build_info{version="dev"} 1`)
+
+	resp, err := http.Post(srv.URL+"/batches", "text/plain", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+}
+
+func TestJMProbeCachesAndReports(t *testing.T) {
+	sim := jobmanagertest.New(jobmanagertest.Config{Token: "probe-s3cret"})
+	var calls atomic.Int32
+	jmSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		sim.ServeHTTP(w, r)
+	}))
+	t.Cleanup(jmSrv.Close)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	newProbe := func(token string) *jmProbe {
+		jm, err := jobmanager.New(jmSrv.URL, jobmanager.WithToken(token))
+		require.NoError(t, err)
+		return &jmProbe{jm: jm, mandator: "demo", ttl: 10 * time.Second, now: func() time.Time { return now }}
+	}
+
+	p := newProbe("probe-s3cret")
+	r := p.check(context.Background())
+	assert.True(t, r.Reachable)
+	assert.Empty(t, r.Error)
+	assert.Equal(t, "demo", r.Mandator)
+	now = now.Add(9 * time.Second)
+	p.check(context.Background())
+	assert.Equal(t, int32(1), calls.Load(), "answered from the cache within the TTL")
+	now = now.Add(2 * time.Second)
+	p.check(context.Background())
+	assert.Equal(t, int32(2), calls.Load(), "asked again after the TTL")
+
+	bad := newProbe("wrong-token")
+	r = bad.check(context.Background())
+	assert.False(t, r.Reachable)
+	assert.Contains(t, r.Error, "401")
+	assert.NotContains(t, r.Error, "wrong-token")
+
+	jmSrv.Close()
+	now = now.Add(time.Minute)
+	r = p.check(context.Background())
+	assert.False(t, r.Reachable, "a JobManager that is gone is reported")
+	assert.NotEmpty(t, r.Error)
+}
+
+// TestReadyzFollowsNATS runs a real bridge and shows /readyz failing while NATS is away and
+// recovering when it returns; JobManager's reachability is reported alongside.
+func TestReadyzFollowsNATS(t *testing.T) {
+	ns := natstest.Start(t)
+	nc, js := ns.Connect()
+	sim := jobmanagertest.New(jobmanagertest.Config{Token: "tok"})
+	jmSrv := httptest.NewServer(sim)
+	t.Cleanup(jmSrv.Close)
+	jm, err := jobmanager.New(jmSrv.URL, jobmanager.WithToken("tok"))
+	require.NoError(t, err)
+	cfg := consumer.Config{AckWait: 2 * time.Second, ShutdownGrace: time.Second, Logger: zaptest.NewLogger(t)}
+	bridge, err := consumer.New(js, jm, cfg)
+	require.NoError(t, err)
+	api, err := newHTTPAPI(bridge, bridge.Metrics(), nc.IsConnected, jm, "demo")
+	require.NoError(t, err)
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- bridge.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		assert.NoError(t, <-done)
+	})
+
+	readyz := func() (int, readiness) {
+		code, body := get(t, srv.URL+"/readyz")
+		var rd readiness
+		require.NoError(t, json.Unmarshal([]byte(body), &rd), body)
+		return code, rd
+	}
+	require.Eventually(t, func() bool { c, _ := readyz(); return c == http.StatusOK }, 10*time.Second, 20*time.Millisecond)
+	_, rd := readyz()
+	require.NotNil(t, rd.JobManager)
+	assert.True(t, rd.JobManager.Reachable)
+
+	ns.Stop()
+	require.Eventually(t, func() bool { c, _ := readyz(); return c == http.StatusServiceUnavailable }, 10*time.Second, 20*time.Millisecond)
+	_, rd = readyz()
+	assert.Equal(t, "disconnected", rd.NATS)
+	assert.False(t, rd.Ready)
+
+	ns.Restart()
+	require.Eventually(t, func() bool { c, _ := readyz(); return c == http.StatusOK }, 15*time.Second, 20*time.Millisecond)
+
+	_, body := get(t, srv.URL+"/metrics")
+	assert.Contains(t, body, "lessonbridge_events_received_total", "the bridge's own metrics are served")
+	assert.Contains(t, body, "process_cpu_seconds_total")
+}
