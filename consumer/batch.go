@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/lessonbridge/lessonbridge/jobmanager"
@@ -49,6 +50,8 @@ type batch struct {
 	polling     bool
 	ledgerRev   uint64
 	recovered   bool
+	techRetries int           // technical-failure resubmissions as new batches so far
+	submitAfter time.Duration // wait before the next submit (a technical-failure resubmission)
 }
 
 // newJobID returns <prefix>-<YYYYMMDD>-<UUIDv7>.
@@ -94,6 +97,35 @@ func (b *Bridge) cut(workCtx context.Context, gk groupKey, g *group) {
 	b.startSubmit(workCtx, bt)
 }
 
+// resubmitAsNew turns a batch that failed with a technical error into a new batch: new key, new
+// JobIDs, same lessons and messages, submitted after TechnicalRetryDelay.
+func (b *Bridge) resubmitAsNew(workCtx context.Context, bt *batch, msgs []string) {
+	old, oldBatch, oldRev := bt.key, bt.batchID, bt.ledgerRev
+	now := b.now()
+	bt.techRetries++
+	bt.key = "b-" + uuid.Must(uuid.NewV7()).String()
+	for i := range bt.jobs {
+		bt.jobs[i].JobID = newJobID(b.cfg.JobIDPrefix, now)
+	}
+	bt.state, bt.batchID, bt.polls, bt.lastStatus, bt.ledgerRev = stateRecorded, "", 0, "", 0
+	bt.ambiguous, bt.submitAfter = false, b.cfg.TechnicalRetryDelay
+	delete(b.batches, old)
+	b.batches[bt.key] = bt
+	bt.log = b.log.With(zap.String("batchKey", bt.key), zap.String("mandator", bt.mandator), zap.String("action", string(bt.action)))
+	bt.log.Warn("technical import failure; resubmitting as a new batch with new JobIDs",
+		zap.String("failedBatchId", oldBatch), zap.Strings("errorMessages", msgs), zap.Int("retry", bt.techRetries),
+		zap.Int("of", b.cfg.TechnicalRetries), zap.Duration("after", bt.submitAfter))
+	b.metrics.techResubmits.Inc()
+	b.workers.Add(1)
+	go func() {
+		defer b.workers.Done()
+		ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
+		defer cancel()
+		_ = b.topo.ledger.Delete(ctx, old, jetstream.LastRevision(oldRev))
+	}()
+	b.startSubmit(workCtx, bt)
+}
+
 func (bt *batch) jobIDs() []string {
 	ids := make([]string, len(bt.jobs))
 	for i, j := range bt.jobs {
@@ -129,9 +161,18 @@ func (b *Bridge) startSubmit(workCtx context.Context, bt *batch) {
 	mandator, action, jobs, ambiguous := bt.mandator, bt.action, bt.jobs, bt.ambiguous
 	prevRev := bt.ledgerRev
 	log := bt.log
+	delay := bt.submitAfter
+	bt.submitAfter = 0
 	b.workers.Add(1)
 	go func() {
 		defer b.workers.Done()
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-workCtx.Done():
+				return
+			}
+		}
 		select {
 		case b.submitS <- struct{}{}:
 		case <-workCtx.Done():

@@ -249,3 +249,52 @@ func TestNothingAckedBeforeTerminalAndHeldPastAckWait(t *testing.T) {
 	assert.Equal(t, schemas.StatusSucceeded, os[0].Data.Status)
 	assert.Zero(t, h.consumerInfo().NumRedelivered)
 }
+
+func TestTechnicalFailureResubmittedAsNewBatchWhenOptedIn(t *testing.T) {
+	h := newHarness(t, jobmanagertest.Config{}, func(c *Config) {
+		c.TechnicalRetries = 2
+		c.TechnicalRetryDelay = 20 * time.Millisecond
+	})
+	h.sim.FailImport(1) // one technical failure ("Datenbank nicht erreichbar"), then JobManager recovers
+	h.start()
+	ev := event(schemas.TypeLessonCreated, "L-1", "")
+	h.publish("m1", ev)
+	os := h.waitEvents(1, 5*time.Second)
+	require.Len(t, os, 1)
+	assert.Equal(t, schemas.StatusSucceeded, os[0].Data.Status)
+	ids := h.sim.JobIDs("m1")
+	require.Len(t, ids, 2)
+	assert.NotEqual(t, ids[0], ids[1], "a resubmission after a failed import is a new job with a new JobID")
+	assert.Equal(t, []string{ids[1]}, os[0].Data.JobIDs)
+
+	// Out of retries: the batch fails for manual clarification.
+	h.sim.FailImport(3)
+	ev2 := event(schemas.TypeLessonCreated, "L-2", "")
+	h.publish("m1", ev2)
+	os = h.waitEvents(2, 5*time.Second)
+	o := os[1].Data
+	assert.Equal(t, schemas.ReasonImportFailed, o.Reason)
+	assert.Equal(t, schemas.ErrorClassTechnical, o.ErrorClass)
+	assert.Len(t, h.sim.JobIDs("m1"), 5, "first try and two retries")
+	assert.Len(t, deadLetters(h), 1)
+}
+
+func TestNATSRestartWhileBatchInFlight(t *testing.T) {
+	h := newHarness(t, jobmanagertest.Config{}, func(c *Config) { c.AckWait = time.Second })
+	h.sim.Hold(true)
+	h.start()
+	evs := []*schemas.LessonChange{event(schemas.TypeLessonCreated, "L-1", ""), event(schemas.TypeLessonCreated, "L-2", "")}
+	h.publish("m1", evs...)
+	require.Eventually(t, func() bool {
+		bs := h.bridge.Batches()
+		return len(bs) == 1 && bs[0].Polls > 0
+	}, 5*time.Second, 5*time.Millisecond)
+	h.srv.Restart()
+	h.sim.Hold(false)
+	os := h.waitEvents(2, 15*time.Second)
+	h.waitDrained(10 * time.Second)
+	require.Len(t, os, 1)
+	assert.Equal(t, schemas.StatusSucceeded, os[0].Data.Status)
+	assert.Equal(t, 1, h.sim.Submits())
+	assert.Equal(t, 1, h.sim.Creations("m1", "L-1"))
+}

@@ -54,6 +54,13 @@ type Config struct {
 	SubmitBackoff     time.Duration // first wait, doubled per attempt (default 1s)
 	SubmitMaxBackoff  time.Duration // default 30s
 
+	// TechnicalRetries, when positive, resubmits a batch that JobManager failed with a technical
+	// error (MessageRules) as a NEW batch with new JobIDs, at most this many times and each after
+	// TechnicalRetryDelay (default 1m); then it fails for manual clarification (dead letter). Off by
+	// default: the guide warns against blind retries.
+	TechnicalRetries    int
+	TechnicalRetryDelay time.Duration
+
 	// Concurrency towards JobManager.
 	MaxConcurrentSubmits int // default 4
 	MaxConcurrentPolls   int // default 16
@@ -132,6 +139,7 @@ func (c Config) Defaults() Config {
 	durDef(&c.SubmitMaxElapsed, 10*time.Minute)
 	durDef(&c.SubmitBackoff, time.Second)
 	durDef(&c.SubmitMaxBackoff, 30*time.Second)
+	durDef(&c.TechnicalRetryDelay, time.Minute)
 	intDef(&c.MaxConcurrentSubmits, 4)
 	intDef(&c.MaxConcurrentPolls, 16)
 	durDef(&c.AckWait, 30*time.Second)
@@ -210,6 +218,9 @@ func (c Config) Validate() error {
 		if v < 1 {
 			bad(f, v, "must be at least 1")
 		}
+	}
+	if c.TechnicalRetries < 0 {
+		bad("TechnicalRetries", c.TechnicalRetries, "must not be negative")
 	}
 	for _, m := range c.Mandators {
 		if !mandatorRE.MatchString(m) {

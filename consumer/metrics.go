@@ -18,6 +18,7 @@ type Metrics struct {
 	heartbeats    prometheus.Counter
 	ledgerRecords prometheus.Gauge
 	resubmits     prometheus.Counter
+	techResubmits prometheus.Counter
 }
 
 func newMetrics() *Metrics {
@@ -50,13 +51,15 @@ func newMetrics() *Metrics {
 			Help: "Open ledger records found at the last start."}),
 		resubmits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "recovery_resubmits_total",
 			Help: "Recorded but unconfirmed batches resubmitted with their JobIDs after a restart (in-doubt windows)."}),
+		techResubmits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "technical_resubmits_total",
+			Help: "Batches failed with a technical error and resubmitted as new batches with new JobIDs (opt-in)."}),
 	}
 }
 
 // Register registers every collector with r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.batches, m.submitLatency,
-		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits} {
+		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits, m.techResubmits} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

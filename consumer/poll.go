@@ -121,6 +121,9 @@ func (b *Bridge) onPoll(workCtx context.Context, bt *batch, st *jobmanager.Batch
 		}
 		if bt.ambiguous && containsAll(jobmanager.DuplicateJobIDs(st.ErrorMessages), bt.jobIDs()) {
 			reason, class = schemas.ReasonInDoubt, schemas.ErrorClassTechnical
+		} else if class == schemas.ErrorClassTechnical && bt.techRetries < b.cfg.TechnicalRetries && !b.stopping {
+			b.resubmitAsNew(workCtx, bt, st.ErrorMessages)
+			return
 		}
 		b.settle(workCtx, bt, outcomeFor(bt, reason, class, string(st.ImportStatus), st.ErrorMessages))
 	default:
