@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/lessonbridge/lessonbridge/publisher"
+	"github.com/lessonbridge/lessonbridge/schemas"
+)
+
+// TestRunDev runs the README's first command with --exit-when-done: the whole sample workload is
+// settled (every event accounted for by an outcome or an invalid_event dead letter), the summary
+// says so, and everything is shut down and cleaned up afterwards.
+func TestRunDev(t *testing.T) {
+	clearRunEnv(t)
+	leaks := goleak.IgnoreCurrent()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	stdout, stderr := &lockedBuffer{}, &lockedBuffer{}
+	err = runDev(ctx, []string{"--exit-when-done", "--events", "30", "--http-addr", busy.Addr().String()}, stdout, stderr)
+	out := stdout.String()
+	require.NoError(t, err, "stdout:\n%s\nstderr:\n%s", out, stderr)
+	require.NoError(t, ctx.Err(), "dev finished before the deadline")
+
+	m := regexp.MustCompile(`(\d+) events: (\d+) imported in (\d+) batch(?:es)?, (\d+) failed import in 1 batch, (\d+) dead-lettered as invalid \(all settled in`).
+		FindStringSubmatch(out)
+	require.NotNil(t, m, "no summary line in\n%s", out)
+	n := func(i int) int { v, _ := strconv.Atoi(m[i]); return v }
+	assert.Equal(t, 30, n(1))
+	assert.Equal(t, devBrokenEvents, n(4), "the batch with the unknown room failed")
+	assert.Equal(t, 3, n(5), "round(27*0.1) sample events are invalid")
+	assert.Equal(t, 30, n(2)+n(4)+n(5))
+	assert.Positive(t, n(3))
+
+	// The printed lines account for every event on their own: events= of each outcome line plus one
+	// per invalid_event dead letter.
+	settled := 0
+	eventsRE := regexp.MustCompile(` events=(\d+) `)
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.Contains(line, "✔ succeeded") || strings.Contains(line, "✘ failed"):
+			em := eventsRE.FindStringSubmatch(line)
+			require.NotNil(t, em, line)
+			k, _ := strconv.Atoi(em[1])
+			settled += k
+		case strings.Contains(line, "☠ deadletter") && strings.Contains(line, "reason=invalid_event"):
+			settled++
+		}
+	}
+	assert.Equal(t, 30, settled, out)
+	assert.Contains(t, out, "reason=import_failed")
+	assert.Contains(t, out, "→ accepted")
+	assert.Contains(t, out, "was busy)", "a busy --http-addr falls back to a free port")
+
+	// Everything is gone: the store directory and the NATS server.
+	dir := regexp.MustCompile(`store (\S+), removed at exit`).FindStringSubmatch(out)
+	require.NotNil(t, dir, out)
+	_, err = os.Stat(dir[1])
+	assert.True(t, os.IsNotExist(err), "store %s still exists", dir[1])
+	url := regexp.MustCompile(`NATS\s+(nats://\S+)`).FindStringSubmatch(out)
+	require.NotNil(t, url, out)
+	_, err = nats.Connect(url[1], nats.Timeout(500*time.Millisecond))
+	assert.Error(t, err, "the embedded NATS server is shut down")
+	goleak.VerifyNone(t, leaks)
+}
+
+func TestRunDevFlags(t *testing.T) {
+	clearRunEnv(t)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--events", "-1"}, "--events -1 is negative"},
+		{[]string{"--fail-rate", "2"}, "--fail-rate 2 is not within 0..1"},
+		{[]string{"--mandator", "a b"}, `--mandator "a b"`},
+		{[]string{"--log-level", "loud"}, `log level "loud"`},
+	}
+	for _, tt := range tests {
+		err := runDev(context.Background(), tt.args, &lockedBuffer{}, &lockedBuffer{})
+		require.Error(t, err, tt.args)
+		assert.Contains(t, err.Error(), tt.want)
+	}
+}
+
+// TestDevWorkload checks that the simulator knows every room of the sample (so only the annex batch
+// fails import) and that the annex events are valid creations for their own mandator.
+func TestDevWorkload(t *testing.T) {
+	changes, annex, broken := devWorkload(200, "demo", 3, 0)
+	require.Len(t, changes, 200)
+	assert.Equal(t, devBrokenEvents, broken)
+	assert.Equal(t, "annex", annex)
+	for _, c := range changes {
+		ev, err := schemas.Decode(c.Body, c.Mandator)
+		require.NoError(t, err, string(c.Body))
+		if ev.Type == schemas.TypeLessonDeleted {
+			continue
+		}
+		if c.Mandator == annex {
+			assert.Equal(t, devUnknownResource, ev.Data.Resource)
+			assert.Equal(t, schemas.TypeLessonCreated, ev.Type)
+		} else {
+			assert.True(t, slices.Contains(devResources, ev.Data.Resource), "room %q unknown to the dev simulator", ev.Data.Resource)
+		}
+	}
+
+	small, _, broken := devWorkload(5, "annex", 1, 0)
+	assert.Len(t, small, 5)
+	assert.Zero(t, broken, "a small workload has no failing batch")
+	for _, c := range small {
+		assert.Equal(t, "annex", c.Mandator)
+	}
+	_, annex2, _ := devWorkload(20, "annex", 1, 0)
+	assert.Equal(t, "annex-2", annex2, "the failing batch never shares the sample's mandator")
+}
+
+// TestDevTrackerSettlesByOutcomeAndBody feeds the tracker directly: outcomes of others' events are
+// not counted, invalid events are recognised by their bytes, and the summary is printed once.
+func TestDevTrackerSettlesByOutcomeAndBody(t *testing.T) {
+	changes := []publisher.RawChange{
+		{Mandator: "demo", ID: "e1", Body: []byte(`{"id":"e1"}`)},
+		{Mandator: "demo", ID: "e2", Body: []byte(`{"id":"e2"}`)},
+		{Mandator: "demo", ID: "e3", Body: []byte(`not json`)},
+	}
+	out := &lockedBuffer{}
+	tr := newDevTracker(&linePrinter{w: out}, changes)
+	outcome := func(status, reason string, ids ...string) []byte {
+		b, err := json.Marshal(schemas.Outcome{Data: schemas.OutcomeData{Status: status, Reason: reason, Mandator: "demo", EventIDs: ids}})
+		require.NoError(t, err)
+		return b
+	}
+	tr.settleOutcome(outcome(schemas.StatusSucceeded, "", "e1", "other"))
+	tr.settleDeadLetter(schemas.ReasonImportFailed, []byte(`{"id":"e2"}`))
+	tr.settleDeadLetter(schemas.ReasonInvalidEvent, []byte(`unrelated`))
+	select {
+	case <-tr.done:
+		t.Fatal("done before every event was settled")
+	default:
+	}
+	tr.settleOutcome(outcome(schemas.StatusFailed, schemas.ReasonPollTimeout, "e2"))
+	tr.settleDeadLetter(schemas.ReasonInvalidEvent, []byte(`not json`))
+	select {
+	case <-tr.done:
+	default:
+		t.Fatal("not done after every event was settled")
+	}
+	tr.settleDeadLetter(schemas.ReasonInvalidEvent, []byte(`not json`))
+	assert.Equal(t, 1, strings.Count(out.String(), "3 events: "), out.String())
+	assert.Contains(t, out.String(), "3 events: 1 imported in 1 batch, 1 failed (poll_timeout) in 1 batch, 1 dead-lettered as invalid")
+}
