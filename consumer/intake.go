@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -150,6 +151,10 @@ func retry[T any](ctx context.Context, b *Bridge, what string, op func(ctx conte
 		cancel()
 		if err == nil {
 			return v, nil
+		}
+		var perm permanent
+		if errors.As(err, &perm) {
+			return v, err
 		}
 		if attempt == 1 || attempt%10 == 0 {
 			b.log.Warn(what+": will retry", zap.Int("attempt", attempt), zap.Error(err))

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,21 +55,49 @@ func (bt *batch) record() *record {
 	return r
 }
 
+// ledgerCreate writes a new record. Writes are idempotent: a KV write that timed out may still have
+// happened, so when the retry finds the key already holding exactly this value, that revision is ours.
 func (b *Bridge) ledgerCreate(ctx context.Context, r *record) (uint64, error) {
 	v, err := json.Marshal(r)
 	if err != nil {
 		return 0, err
 	}
-	return b.topo.ledger.Create(ctx, r.Key, v)
+	rev, err := b.topo.ledger.Create(ctx, r.Key, v)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return b.ledgerAlreadyWritten(ctx, r.Key, v, err)
+	}
+	return rev, err
 }
 
+// ledgerUpdate replaces a record by compare-and-swap on rev (see ledgerCreate for idempotence).
 func (b *Bridge) ledgerUpdate(ctx context.Context, r *record, rev uint64) (uint64, error) {
 	v, err := json.Marshal(r)
 	if err != nil {
 		return 0, err
 	}
-	return b.topo.ledger.Update(ctx, r.Key, v, rev)
+	newRev, err := b.topo.ledger.Update(ctx, r.Key, v, rev)
+	if err != nil {
+		return b.ledgerAlreadyWritten(ctx, r.Key, v, err)
+	}
+	return newRev, nil
 }
+
+func (b *Bridge) ledgerAlreadyWritten(ctx context.Context, key string, v []byte, cause error) (uint64, error) {
+	e, err := b.topo.ledger.Get(ctx, key)
+	if err == nil && bytes.Equal(e.Value(), v) {
+		return e.Revision(), nil
+	}
+	if err == nil {
+		// Someone else changed the record: another instance took the batch over. Retrying cannot help.
+		return 0, permanent{fmt.Errorf("ledger record %s changed by someone else: %w", key, cause)}
+	}
+	return 0, fmt.Errorf("ledger record %s: %w", key, cause)
+}
+
+// permanent marks an error that retry must not retry.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
 
 // recovering is a ledger record of a batch this process did not start (found at start, or after a
 // takeover from a dead instance) whose messages are coming back. Its batch holds the gate for the
