@@ -243,6 +243,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case err := <-runDone:
 		bridgeStopped, runErr = true, err
 	}
+	if ctx.Err() != nil {
+		_ = out.println("stopping: the bridge, the simulator and NATS (the store is removed)")
+	}
 	if err := stopAndWait(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("dev: bridge: %w", err)
 	}
