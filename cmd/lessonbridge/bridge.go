@@ -64,6 +64,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	cfg := s.Bridge
 	cfg.Logger = log
+	cfg.Hooks = faultHooks() // the chaos test's fault injection (fault.go); zero unless its variables are set
 	bridge, err := consumer.New(js, jm, cfg)
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
