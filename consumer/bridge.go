@@ -63,6 +63,7 @@ type Bridge struct {
 	recovering   map[string]*recovering
 	recoverBySeq map[uint64]*recovering
 	limbo        []*item // redelivered messages waiting for a ledger reload
+	barrier      barrier
 	reloading    bool
 
 	snapshot atomic.Pointer[[]BatchInfo]
@@ -253,6 +254,12 @@ func (b *Bridge) beginShutdown() {
 		nak++
 	}
 	b.limbo = nil
+	for _, it := range b.barrier.parked {
+		_ = it.msg.Nak()
+		delete(b.bySeq, it.seq)
+		nak++
+	}
+	b.barrier.parked = nil
 	for k, st := range b.lessons {
 		if st.inflight != nil {
 			continue
@@ -275,6 +282,9 @@ func (b *Bridge) nextWake(now time.Time) time.Duration {
 		if g.deadline.Before(next) {
 			next = g.deadline
 		}
+	}
+	if b.barrier.state == barrierWaiting && b.barrier.deadline.Before(next) {
+		next = b.barrier.deadline
 	}
 	if d := b.nextRecoveryDeadline(); !d.IsZero() && d.Before(next) {
 		next = d
@@ -299,6 +309,7 @@ func (b *Bridge) onTime(workCtx context.Context, now time.Time) {
 		}
 	}
 	b.expireRecovery(workCtx, now)
+	b.expireBarrier(workCtx, now)
 	b.startDuePolls(workCtx, now)
 	if !now.Before(b.nextBeat) {
 		b.heartbeat()

@@ -69,9 +69,9 @@ func (b *Bridge) drainIntake(workCtx context.Context) {
 	b.inMu.Unlock()
 	var invalid []*item
 	for _, it := range q {
-		if old, ok := b.bySeq[it.seq]; ok && it.seq != 0 {
-			// A redelivery of a message we hold (a heartbeat came late): keep the newest handle.
-			old.msg = it.msg
+		if _, ok := b.bySeq[it.seq]; ok && it.seq != 0 {
+			// A redelivery of a message we hold (a heartbeat came late). The server takes acks by
+			// stream sequence, so the handle we have still settles it; this copy is dropped.
 			b.metrics.redelivered.Inc()
 			continue
 		}
@@ -81,21 +81,34 @@ func (b *Bridge) drainIntake(workCtx context.Context) {
 		}
 		b.bySeq[it.seq] = it
 		b.metrics.received.Inc()
+		b.countOutstanding(it)
 		if it.err != nil {
 			invalid = append(invalid, it)
+			b.openIfBack(workCtx)
 			continue
 		}
-		if b.attachRecovered(workCtx, it) {
-			continue
+		if !b.gateFirstDelivery(workCtx, it) {
+			b.admitValid(workCtx, it)
 		}
-		if it.redelivered {
-			b.parkRedelivered(workCtx, it)
-			continue
-		}
-		b.admit(workCtx, it)
+		b.openIfBack(workCtx)
 	}
 	if len(invalid) > 0 {
 		b.deadLetterInvalid(workCtx, invalid)
+	}
+}
+
+// admitValid routes a valid event: into its recovered batch, through a ledger re-read when it is an
+// unknown redelivery, or into the gate.
+func (b *Bridge) admitValid(workCtx context.Context, it *item) {
+	switch {
+	case b.attachRecovered(workCtx, it):
+	case it.redelivered:
+		b.parkRedelivered(workCtx, it)
+	case len(b.limbo) > 0:
+		// Stay behind the redeliveries that wait for the ledger: they may be older events of this lesson.
+		b.limbo = append(b.limbo, it)
+	default:
+		b.admit(workCtx, it)
 	}
 }
 
