@@ -1,7 +1,9 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -9,17 +11,21 @@ import (
 
 // barrier keeps per-lesson order across crashes and takeovers. Messages that an instance held when
 // it died (pending in a group, or waiting behind a batch, with no ledger record) come back only after
-// AckWait, while new messages arrive at once: a new update must not overtake the create that died with
-// the old instance. So when messages first reach this instance, it asks the consumer how many are
-// outstanding elsewhere (NumAckPending minus what it holds) and parks every first delivery until that
-// many came back, or AckWait plus a heartbeat passed. Without outstanding messages (the normal start)
-// the barrier costs one consumer-info request and holds the first pull for its round trip.
+// AckWait, in no particular order, while new messages arrive at once: a new update must not overtake
+// the create that died with the old instance, and two redeliveries must not swap. So when messages
+// start reaching this instance (at start, and again after it held nothing for a while, which is how a
+// standby notices a takeover), it asks the consumer how many are outstanding elsewhere (NumAckPending
+// minus what it holds) and parks every arriving valid event until that many came back, or AckWait
+// plus a heartbeat passed; then it admits the parked events in stream order. Without outstanding
+// messages (the normal start) the barrier costs one consumer-info request and holds the first pull
+// for its round trip.
 type barrier struct {
 	state       barrierState
 	parked      []*item
 	outstanding int
-	floor       uint64 // redeliveries at or below this stream sequence count as outstanding ones
+	floor       uint64 // arrivals at or below this stream sequence count as outstanding ones
 	deadline    time.Time
+	lastArrival time.Time
 }
 
 type barrierState int
@@ -31,14 +37,21 @@ const (
 	barrierOpen                         // steady state
 )
 
-// gateFirstDelivery parks a first delivery while the barrier is not open. It returns false when the
-// item may go on.
-func (b *Bridge) gateFirstDelivery(workCtx context.Context, it *item) bool {
+// rearmBarrier closes an open barrier when messages arrive after the bridge held nothing for longer
+// than a heartbeat: a standby that just became the pinned client, or a bridge whose peer died.
+func (b *Bridge) rearmBarrier(now time.Time) {
+	br := &b.barrier
+	if br.state == barrierOpen && len(b.bySeq) == 0 && now.Sub(br.lastArrival) > b.cfg.Heartbeat {
+		br.state = barrierUnprobed
+	}
+	br.lastArrival = now
+}
+
+// parkAtBarrier parks a valid event while the barrier is not open. It returns false when the item may
+// go on.
+func (b *Bridge) parkAtBarrier(workCtx context.Context, it *item) bool {
 	br := &b.barrier
 	if br.state == barrierOpen {
-		return false
-	}
-	if it.redelivered {
 		return false
 	}
 	br.parked = append(br.parked, it)
@@ -90,7 +103,7 @@ func (b *Bridge) probeOutstanding(workCtx context.Context) {
 	}()
 }
 
-// openBarrier admits the parked first deliveries in arrival order.
+// openBarrier admits the parked events in stream order (publish order).
 func (b *Bridge) openBarrier(workCtx context.Context, why string) {
 	br := &b.barrier
 	if br.state == barrierOpen {
@@ -102,6 +115,7 @@ func (b *Bridge) openBarrier(workCtx context.Context, why string) {
 	br.state = barrierOpen
 	parked := br.parked
 	br.parked = nil
+	slices.SortFunc(parked, func(x, y *item) int { return cmp.Compare(x.seq, y.seq) })
 	for _, it := range parked {
 		if b.stopping {
 			return

@@ -68,6 +68,9 @@ func (b *Bridge) drainIntake(workCtx context.Context) {
 	b.inQ = nil
 	b.inMu.Unlock()
 	var invalid []*item
+	if len(q) > 0 && workCtx != nil {
+		b.rearmBarrier(b.now())
+	}
 	for _, it := range q {
 		if _, ok := b.bySeq[it.seq]; ok && it.seq != 0 {
 			// A redelivery of a message we hold (a heartbeat came late). The server takes acks by
@@ -87,7 +90,7 @@ func (b *Bridge) drainIntake(workCtx context.Context) {
 			b.openIfBack(workCtx)
 			continue
 		}
-		if !b.gateFirstDelivery(workCtx, it) {
+		if !b.parkAtBarrier(workCtx, it) {
 			b.admitValid(workCtx, it)
 		}
 		b.openIfBack(workCtx)
