@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -28,6 +29,7 @@ type JobManager interface {
 type Bridge struct {
 	cfg     Config
 	js      jetstream.JetStream
+	nc      *nats.Conn
 	jm      JobManager
 	pub     *publisher.Publisher
 	log     *zap.Logger
@@ -89,6 +91,7 @@ func New(js jetstream.JetStream, jm JobManager, cfg Config) (*Bridge, error) {
 	b := &Bridge{
 		cfg:          cfg,
 		js:           js,
+		nc:           js.Conn(),
 		jm:           jm,
 		pub:          pub,
 		log:          cfg.Logger,
@@ -249,13 +252,13 @@ func (b *Bridge) beginShutdown() {
 	b.drainIntake(nil)
 	nak := 0
 	for _, it := range b.limbo {
-		_ = it.msg.Nak()
+		_ = b.signal(it, ackNak)
 		delete(b.bySeq, it.seq)
 		nak++
 	}
 	b.limbo = nil
 	for _, it := range b.barrier.parked {
-		_ = it.msg.Nak()
+		_ = b.signal(it, ackNak)
 		delete(b.bySeq, it.seq)
 		nak++
 	}
@@ -265,7 +268,7 @@ func (b *Bridge) beginShutdown() {
 			continue
 		}
 		for _, it := range st.all() {
-			_ = it.msg.Nak()
+			_ = b.signal(it, ackNak)
 			delete(b.bySeq, it.seq)
 			nak++
 		}
@@ -322,16 +325,16 @@ func (b *Bridge) heartbeat() {
 	if len(b.bySeq) == 0 {
 		return
 	}
-	msgs := make([]jetstream.Msg, 0, len(b.bySeq))
+	replies := make([]string, 0, len(b.bySeq))
 	for _, it := range b.bySeq {
-		msgs = append(msgs, it.msg)
+		replies = append(replies, it.reply)
 	}
-	b.metrics.heartbeats.Add(float64(len(msgs)))
+	b.metrics.heartbeats.Add(float64(len(replies)))
 	b.workers.Add(1)
 	go func() {
 		defer b.workers.Done()
-		for _, m := range msgs {
-			_ = m.InProgress() // fire and forget; an acked message answers with an error we do not need
+		for _, r := range replies {
+			_ = b.nc.Publish(r, ackProgress) // fire and forget
 		}
 	}()
 }

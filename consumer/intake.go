@@ -15,8 +15,13 @@ import (
 )
 
 // item is one held input message.
+//
+// It keeps the reply subject (to ack, nak, term and heartbeat by plain publishes), not the
+// jetstream.Msg with its parsed headers: with 100,000 messages held that is a kilobyte each. The
+// body is kept only for invalid events; a failed batch re-reads its bodies from the stream.
 type item struct {
-	msg         jetstream.Msg
+	reply       string
+	data        []byte // the original body, invalid events only
 	seq         uint64
 	subject     string
 	mandator    string                // "" when the subject names no valid mandator
@@ -42,7 +47,7 @@ func (b *Bridge) onMsg(msg jetstream.Msg) {
 }
 
 func (b *Bridge) decode(msg jetstream.Msg) *item {
-	it := &item{msg: msg, subject: msg.Subject(), received: b.now()}
+	it := &item{reply: msg.Reply(), subject: msg.Subject(), received: b.now()}
 	if md, err := msg.Metadata(); err == nil {
 		it.seq = md.Sequence.Stream
 		it.redelivered = md.NumDelivered > 1
@@ -50,14 +55,19 @@ func (b *Bridge) decode(msg jetstream.Msg) *item {
 	m, ok := strings.CutPrefix(it.subject, b.cfg.ChangesPrefix+".")
 	if err := schemas.ValidMandator(m); !ok || err != nil {
 		it.err = fmt.Errorf("subject %q names no valid mandator (want %s.<mandator>, mandator [A-Za-z0-9_-]{1,64})", it.subject, b.cfg.ChangesPrefix)
+		it.data = msg.Data()
 		return it
 	}
 	it.mandator = m
 	if len(b.cfg.Mandators) > 0 && !slices.Contains(b.cfg.Mandators, m) {
 		it.err = fmt.Errorf("mandator %q is not in the allow-list", m)
+		it.data = msg.Data()
 		return it
 	}
 	it.ev, it.err = schemas.Decode(msg.Data(), m)
+	if it.err != nil {
+		it.data = msg.Data()
+	}
 	return it
 }
 
@@ -79,7 +89,7 @@ func (b *Bridge) drainIntake(workCtx context.Context) {
 			continue
 		}
 		if workCtx == nil || b.stopping {
-			_ = it.msg.Nak()
+			_ = b.signal(it, ackNak)
 			continue
 		}
 		b.bySeq[it.seq] = it
@@ -127,14 +137,14 @@ func (b *Bridge) deadLetterInvalid(workCtx context.Context, items []*item) {
 				mandator = invalidMandator
 			}
 			_, err := retry(workCtx, b, "dead-letter invalid event", func(ctx context.Context) (*jetstream.PubAck, error) {
-				return b.pub.PublishDeadLetter(ctx, deadLetterFor(it, mandator, schemas.ReasonInvalidEvent, it.err.Error(), ""))
+				return b.pub.PublishDeadLetter(ctx, deadLetterFor(it, it.data, mandator, schemas.ReasonInvalidEvent, it.err.Error(), ""))
 			})
 			if err != nil {
 				continue // shutting down: the message stays unacked and returns
 			}
 			b.log.Warn("invalid event dead-lettered", zap.Uint64("streamSeq", it.seq), zap.String("subject", it.subject),
 				zap.String("mandator", it.mandator), zap.Error(it.err))
-			_ = it.msg.TermWithReason(schemas.ReasonInvalidEvent)
+			_ = b.signal(it, termWith(schemas.ReasonInvalidEvent))
 			b.metrics.invalid.WithLabelValues(invalidKind(it)).Inc()
 			done = append(done, it)
 		}

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -61,11 +62,11 @@ func outcomeFor(bt *batch, reason, class, importStatus string, msgs []string) *s
 	}
 }
 
-// deadLetterFor describes the dead-letter copy of an item.
-func deadLetterFor(it *item, mandator, reason, errText, batchID string) publisher.DeadLetter {
+// deadLetterFor describes the dead-letter copy of an item with its original body.
+func deadLetterFor(it *item, body []byte, mandator, reason, errText, batchID string) publisher.DeadLetter {
 	return publisher.DeadLetter{
 		Mandator:  mandator,
-		Body:      it.msg.Data(),
+		Body:      body,
 		Reason:    reason,
 		Error:     errText,
 		BatchID:   batchID,
@@ -106,7 +107,8 @@ func (b *Bridge) settle(workCtx context.Context, bt *batch, o *schemas.Outcome) 
 			errText := strings.Join(d.ErrorMessages, "; ")
 			for _, it := range items {
 				if _, err := retry(workCtx, b, "dead-letter", func(ctx context.Context) (*jetstream.PubAck, error) {
-					return b.pub.PublishDeadLetter(ctx, deadLetterFor(it, bt.mandator, d.Reason, errText, d.BatchID))
+					body, note := b.originalBody(ctx, it)
+					return b.pub.PublishDeadLetter(ctx, deadLetterFor(it, body, bt.mandator, d.Reason, errText+note, d.BatchID))
 				}); err != nil {
 					return
 				}
@@ -115,16 +117,16 @@ func (b *Bridge) settle(workCtx context.Context, bt *batch, o *schemas.Outcome) 
 		for i, it := range items {
 			switch {
 			case failed:
-				_ = it.msg.TermWithReason(d.Reason)
+				_ = b.signal(it, termWith(d.Reason))
 			case i == len(items)-1:
 				// The last ack waits for the server: acks travel in order, so all before it arrived.
 				ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
-				if err := it.msg.DoubleAck(ctx); err != nil {
+				if _, err := b.nc.RequestWithContext(ctx, it.reply, ackAck); err != nil {
 					bt.log.Warn("final ack not confirmed; a redelivery would be re-acked", zap.Error(err))
 				}
 				cancel()
 			default:
-				_ = it.msg.Ack()
+				_ = b.signal(it, ackAck)
 			}
 		}
 		if rev != 0 {
@@ -197,4 +199,31 @@ func sortBatchInfo(s []BatchInfo) {
 		}
 		return strings.Compare(a.Key, b.Key)
 	})
+}
+
+// The JetStream ack protocol, sent as plain publishes to a message's reply subject (what
+// jetstream.Msg does, without keeping the message).
+var (
+	ackAck      = []byte("+ACK")
+	ackNak      = []byte("-NAK")
+	ackProgress = []byte("+WPI")
+)
+
+func termWith(reason string) []byte { return []byte("+TERM " + reason) }
+
+// signal sends one ack-protocol message for an item, fire and forget.
+func (b *Bridge) signal(it *item, body []byte) error { return b.nc.Publish(it.reply, body) }
+
+// originalBody returns an item's original bytes: kept for invalid events, re-read from the input
+// stream for a failed batch. A message the stream no longer has (retention) yields an empty body and
+// a note for the dead letter's error header.
+func (b *Bridge) originalBody(ctx context.Context, it *item) ([]byte, string) {
+	if it.data != nil {
+		return it.data, ""
+	}
+	m, err := b.topo.input.GetMsg(ctx, it.seq)
+	if err != nil {
+		return nil, fmt.Sprintf(" (original body not readable from stream %s seq %d: %v)", b.cfg.InputStream, it.seq, err)
+	}
+	return m.Data, ""
 }
