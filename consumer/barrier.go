@@ -15,8 +15,9 @@ import (
 // the create that died with the old instance, and two redeliveries must not swap. So when messages
 // start reaching this instance (at start, and again after it held nothing for a while, which is how a
 // standby notices a takeover), it asks the consumer how many are outstanding elsewhere (NumAckPending
-// minus what it holds) and parks every arriving valid event until that many came back, or AckWait
-// plus a heartbeat passed; then it admits the parked events in stream order. Without outstanding
+// minus what it holds) and parks every arriving valid event until that many came back, or twice
+// AckWait plus a heartbeat passed (the server looks for expired messages about once per AckWait);
+// then it admits the parked events in stream order. Without outstanding
 // messages (the normal start) the barrier costs one consumer-info request and holds the first pull
 // for its round trip.
 type barrier struct {
@@ -78,7 +79,7 @@ func (b *Bridge) probeOutstanding(workCtx context.Context) {
 				// Unknown: assume the worst and wait the full window.
 				b.log.Warn("consumer info for the start-up barrier", zap.Error(err))
 				br.state, br.outstanding, br.floor = barrierWaiting, 1<<30, ^uint64(0)
-				br.deadline = b.now().Add(b.ackWait + b.cfg.Heartbeat)
+				br.deadline = b.now().Add(2*b.ackWait + b.cfg.Heartbeat)
 				return
 			}
 			// Held here already and counted by the server: what we hold from below the floor.
@@ -95,7 +96,7 @@ func (b *Bridge) probeOutstanding(workCtx context.Context) {
 				return
 			}
 			br.state = barrierWaiting
-			br.deadline = b.now().Add(b.ackWait + b.cfg.Heartbeat)
+			br.deadline = b.now().Add(2*b.ackWait + b.cfg.Heartbeat)
 			b.log.Info("messages of another (dead) instance are outstanding; new events wait for them to come back",
 				zap.Int("outstanding", br.outstanding), zap.Int("held", mine), zap.Uint64("upToStreamSeq", br.floor),
 				zap.Time("until", br.deadline))

@@ -30,6 +30,8 @@ type record struct {
 	SubmittedAt time.Time      `json:"submittedAt,omitzero"`
 	AcceptedAt  time.Time      `json:"acceptedAt,omitzero"`
 	Attempts    int            `json:"attempts,omitempty"`
+	// Outcome is set once the batch is settling: a restart finishes it with this outcome.
+	Outcome *schemas.Outcome `json:"outcome,omitempty"`
 }
 
 // recordJob is a job by JobID and the stream sequences of its lessons' effective events, in order.
@@ -329,6 +331,8 @@ func (b *Bridge) resume(workCtx context.Context, rc *recovering) {
 		}
 	}
 	switch {
+	case bt.state == stateSettling && r.Outcome != nil:
+		b.settle(workCtx, bt, r.Outcome)
 	case bt.state == stateAccepted:
 		bt.log.Info("resuming an accepted batch: polling, never resubmitting", zap.Int("events", len(bt.items)))
 		b.schedulePoll(bt, b.now(), 0)

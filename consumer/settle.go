@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -75,35 +76,61 @@ func deadLetterFor(it *item, body []byte, mandator, reason, errText, batchID str
 	}
 }
 
-// settle finishes a terminal batch off the loop: outcome confirmed by JetStream, then dead letters
-// when it failed, then Ack or Term of every message, then the ledger record goes.
+// settle finishes a terminal batch off the loop: the ledger record becomes "settling" with the
+// outcome in it, then the outcome is confirmed by JetStream, then dead letters when it failed, then
+// Ack or Term of every message (confirmed), then the record goes. A crash anywhere in between resumes
+// from the record: the outcome is re-published under the same Nats-Msg-Id (de-duplicated) and the
+// messages that come back are acked or terminated, never resubmitted.
 func (b *Bridge) settle(workCtx context.Context, bt *batch, o *schemas.Outcome) {
-	bt.state = stateSettling
-	now := b.now()
-	o.Time, o.Data.FinishedAt = now, now
+	resumed := bt.state == stateSettling
 	d := &o.Data
-	fields := []zap.Field{zap.String("status", d.Status), zap.Int("lessons", d.LessonCount), zap.Int("events", len(d.EventIDs)),
-		zap.Int("polls", d.Polls), zap.Strings("jobIds", d.JobIDs)}
-	if d.Status == schemas.StatusFailed {
-		// The guide asks for batchId, timestamp and ErrorMessages of every failed batch.
-		bt.log.Error("batch failed", append(fields, zap.String("reason", d.Reason), zap.String("errorClass", d.ErrorClass),
-			zap.Time("finishedAt", now), zap.Strings("errorMessages", d.ErrorMessages))...)
+	if !resumed {
+		bt.state = stateSettling
+		now := b.now()
+		o.Time, d.FinishedAt = now, now
+		fields := []zap.Field{zap.String("status", d.Status), zap.Int("lessons", d.LessonCount), zap.Int("events", len(d.EventIDs)),
+			zap.Int("polls", d.Polls), zap.Strings("jobIds", d.JobIDs)}
+		if d.Status == schemas.StatusFailed {
+			// The guide asks for batchId, timestamp and ErrorMessages of every failed batch.
+			bt.log.Error("batch failed", append(fields, zap.String("reason", d.Reason), zap.String("errorClass", d.ErrorClass),
+				zap.Time("finishedAt", now), zap.Strings("errorMessages", d.ErrorMessages))...)
+		} else {
+			bt.log.Info("batch succeeded", append(fields, zap.Duration("took", now.Sub(bt.created)))...)
+		}
+		b.metrics.batches.WithLabelValues(d.Status, d.Reason).Inc()
 	} else {
-		bt.log.Info("batch succeeded", append(fields, zap.Duration("took", now.Sub(bt.created)))...)
+		bt.log.Info("finishing a batch that was settling before a restart", zap.String("status", d.Status),
+			zap.String("reason", d.Reason), zap.Int("events", len(bt.items)))
 	}
-	b.metrics.batches.WithLabelValues(d.Status, d.Reason).Inc()
 	items := bt.items
+	rec := bt.record()
+	rec.Outcome = o
 	key, rev := bt.key, bt.ledgerRev
 	b.workers.Add(1)
 	go func() {
 		defer b.workers.Done()
+		if !resumed && rev != 0 {
+			newRev, err := retry(workCtx, b, "ledger settling", func(ctx context.Context) (uint64, error) {
+				return b.ledgerUpdate(ctx, rec, rev)
+			})
+			if err != nil {
+				var perm permanent
+				if errors.As(err, &perm) {
+					bt.log.Error("batch taken over by another instance; leaving its messages to it", zap.Error(err))
+					b.post(func() { b.onSettled(workCtx, bt) })
+				}
+				return
+			}
+			rev = newRev
+		}
 		if _, err := retry(workCtx, b, "publish outcome", func(ctx context.Context) (*jetstream.PubAck, error) {
 			return b.pub.PublishOutcome(ctx, o)
 		}); err != nil {
 			return // shutting down before NATS confirmed: the ledger resumes the batch
 		}
-		failed := d.Status == schemas.StatusFailed
-		if failed {
+		final := ackAck
+		if d.Status == schemas.StatusFailed {
+			final = termWith(d.Reason)
 			errText := strings.Join(d.ErrorMessages, "; ")
 			for _, it := range items {
 				if _, err := retry(workCtx, b, "dead-letter", func(ctx context.Context) (*jetstream.PubAck, error) {
@@ -114,30 +141,51 @@ func (b *Bridge) settle(workCtx context.Context, bt *batch, o *schemas.Outcome) 
 				}
 			}
 		}
-		for i, it := range items {
-			switch {
-			case failed:
-				_ = b.signal(it, termWith(d.Reason))
-			case i == len(items)-1:
-				// The last ack waits for the server: acks travel in order, so all before it arrived.
-				ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
-				if _, err := b.nc.RequestWithContext(ctx, it.reply, ackAck); err != nil {
-					bt.log.Warn("final ack not confirmed; a redelivery would be re-acked", zap.Error(err))
-				}
-				cancel()
-			default:
-				_ = b.signal(it, ackAck)
-			}
+		if err := b.sendFinal(workCtx, bt.log, items, final); err != nil {
+			return // shutting down: the record resumes the batch at the next start
 		}
 		if rev != 0 {
 			ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
-			if err := b.topo.ledger.Delete(ctx, key); err != nil {
-				bt.log.Warn("ledger record not deleted", zap.Error(err))
+			if err := b.topo.ledger.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+				bt.log.Warn("ledger record not deleted; the next start removes it", zap.Error(err))
 			}
 			cancel()
 		}
 		b.post(func() { b.onSettled(workCtx, bt) })
 	}()
+}
+
+// sendFinal sends every item's final ack-protocol message (Ack or Term) and asks the server to
+// confirm the last. Messages on one connection arrive in order, so a confirmed last one means all
+// arrived — unless the connection was replaced in between, in which case the round is repeated (acks
+// are idempotent). It keeps trying until confirmed or workCtx ends.
+func (b *Bridge) sendFinal(workCtx context.Context, log *zap.Logger, items []*item, body []byte) error {
+	if len(items) == 0 {
+		return nil
+	}
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		reconnects := b.nc.Stats().Reconnects
+		for _, it := range items[:len(items)-1] {
+			_ = b.signal(it, body)
+		}
+		ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
+		_, err := b.nc.RequestWithContext(ctx, items[len(items)-1].reply, body)
+		cancel()
+		if err == nil && b.nc.Stats().Reconnects == reconnects {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("connection replaced while acknowledging")
+		}
+		log.Warn("acknowledgements not confirmed; sending them again", zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-workCtx.Done():
+			return workCtx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
 }
 
 // onSettled releases a settled batch's messages and lessons.
