@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +15,6 @@ import (
 
 	"github.com/lessonbridge/lessonbridge/internal/natstest"
 )
-
-// pwBuffer is a bytes.Buffer safe for the concurrent writes of a running command and a test's reads.
-type pwBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *pwBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *pwBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // pwServer starts a server with the contract's three streams and returns its URL and a client.
 func pwServer(t *testing.T) (string, jetstream.JetStream) {
@@ -70,7 +50,7 @@ func pwMsgs(t *testing.T, js jetstream.JetStream, stream string) []*jetstream.Ra
 
 func TestPublishSample(t *testing.T) {
 	url, js := pwServer(t)
-	var stdout, stderr pwBuffer
+	var stdout, stderr lockedBuffer
 	err := runPublish(t.Context(), []string{"--nats-url", url, "--sample", "3000", "--fail-rate", "0.1", "--mandator", "zh-kanti", "--window", "64"}, &stdout, &stderr)
 	require.NoError(t, err)
 
@@ -106,7 +86,7 @@ func TestPublishNDJSON(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "events.ndjson")
 	require.NoError(t, os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o600))
 
-	var stdout, stderr pwBuffer
+	var stdout, stderr lockedBuffer
 	require.NoError(t, runPublish(t.Context(), []string{"--nats-url", url, "--file", file, "--quiet"}, &stdout, &stderr))
 	assert.Regexp(t, `^published 5 events \(0 duplicates\) to lessons\.changes\.demo, lessons\.changes\.zh-kanti in `, stdout.String())
 
@@ -138,7 +118,7 @@ func TestPublishNDJSON(t *testing.T) {
 	assert.NotContains(t, stderr.String(), "confirmed", "--quiet: no progress")
 
 	// The same file again: the events with ids are de-duplicated, the others get new ids.
-	stdout = pwBuffer{}
+	stdout = lockedBuffer{}
 	require.NoError(t, runPublish(t.Context(), []string{"--nats-url", url, "--file", file, "--quiet"}, &stdout, &stderr))
 	assert.Contains(t, stdout.String(), "published 5 events (3 duplicates)")
 	assert.Len(t, pwMsgs(t, js, "LESSONS"), 7)
@@ -163,7 +143,7 @@ func TestPublishErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
-			var stdout, stderr pwBuffer
+			var stdout, stderr lockedBuffer
 			err := runPublish(ctx, tt.args, &stdout, &stderr)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)

@@ -205,7 +205,7 @@ func rpReplay(t *testing.T, url string, args ...string) (stdout, stderr string, 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	var out, errOut pwBuffer
+	var out, errOut lockedBuffer
 	err = runReplay(ctx, append([]string{"--nats-url", url}, args...), &out, &errOut)
 	return out.String(), errOut.String(), err
 }

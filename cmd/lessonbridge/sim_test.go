@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,32 +34,14 @@ const (
 	simToken = "s3cret-guide-token"
 )
 
-// simBuffer is an io.Writer safe for the server goroutine and the test.
-type simBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *simBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *simBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 var simListening = regexp.MustCompile(`jobmanager-sim listening on (http://\S+)`)
 
 // simStart runs runSim with args plus --addr 127.0.0.1:0 and returns its base URL, its stderr and a
 // stop function that cancels it and returns runSim's error.
-func simStart(t *testing.T, args ...string) (base string, stderr *simBuffer, stop func() error) {
+func simStart(t *testing.T, args ...string) (base string, stderr *lockedBuffer, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &simBuffer{}, &simBuffer{}
+	stdout, stderr := &lockedBuffer{}, &lockedBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- runSim(ctx, append([]string{"--addr", "127.0.0.1:0"}, args...), stdout, stderr) }()
 	var stopped bool
@@ -257,7 +237,7 @@ func TestSimBadFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr simBuffer
+			var stdout, stderr lockedBuffer
 			err := runSim(context.Background(), tt.args, &stdout, &stderr)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)

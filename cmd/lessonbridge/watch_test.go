@@ -95,10 +95,10 @@ func TestFormatDeadLetter(t *testing.T) {
 }
 
 // pwWatch runs the watch command until stop is called, which returns its error.
-func pwWatch(t *testing.T, args []string) (stdout, stderr *pwBuffer, stop func() error) {
+func pwWatch(t *testing.T, args []string) (stdout, stderr *lockedBuffer, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	stdout, stderr = &pwBuffer{}, &pwBuffer{}
+	stdout, stderr = &lockedBuffer{}, &lockedBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- runWatch(ctx, args, stdout, stderr) }()
 	stop = sync.OnceValue(func() error {
@@ -114,7 +114,7 @@ func pwWatch(t *testing.T, args []string) (stdout, stderr *pwBuffer, stop func()
 	return stdout, stderr, stop
 }
 
-func pwLines(b *pwBuffer) []string {
+func pwLines(b *lockedBuffer) []string {
 	s := strings.TrimSuffix(b.String(), "\n")
 	if s == "" {
 		return nil
@@ -213,7 +213,7 @@ func TestWatchErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
-			err := runWatch(ctx, tt.args, &pwBuffer{}, &pwBuffer{})
+			err := runWatch(ctx, tt.args, &lockedBuffer{}, &lockedBuffer{})
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
 		})
