@@ -154,7 +154,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var graceEnd <-chan time.Time
-	lastSnap := time.Time{}
+	lastSnap, lastSnapBatches := time.Time{}, 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -179,9 +179,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 		if !b.stopping {
 			b.flowControl()
 		}
-		if now.Sub(lastSnap) > 200*time.Millisecond {
+		if now.Sub(lastSnap) > 200*time.Millisecond || len(b.batches) != lastSnapBatches {
 			b.publishSnapshot(now)
-			lastSnap = now
+			lastSnap, lastSnapBatches = now, len(b.batches)
 		}
 		timer.Reset(b.nextWake(now))
 	}
