@@ -5,22 +5,32 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // job is one decoded job of a submit body. Field names were matched case-insensitively.
 type job struct {
-	JobID       string
-	HasJobID    bool // false when JobID is absent, null or ""
-	Lessons     []StoredLesson
-	HasLessons  bool // false when LektionList is absent or null
-	canonLesson string
+	JobID      string
+	HasJobID   bool // false when JobID is absent, null or ""
+	Lessons    []StoredLesson
+	HasLessons bool // false when LektionList is absent or null
 }
 
 // decodeJobs decodes a submit body: a JSON array of job objects. Member names are matched
-// case-insensitively (JobID/JobId, LektionId/LektionID, ...). It returns an error, meant for a 400
-// answer, when the body is not such an array or a known member has the wrong JSON type. Missing
-// members are not errors here: they are validation errors of the batch.
+// case-insensitively (JobID/JobId, LektionId/LektionID, ...): a name matches a known member when
+// strings.ToLower makes them equal. Two members of one object whose names differ only in case are
+// an error (the sender's intent is ambiguous); of two members with the same name the last counts,
+// as with encoding/json. Members a lesson does not know are kept in its Extra, compacted. It
+// returns an error, meant for a 400 answer, when the body is not such an array or a known member
+// has the wrong JSON type. Missing members are not errors here: they are validation errors of
+// the batch.
+//
+// It accepts exactly the bodies that encoding/json accepts and gives the same results and messages
+// as decoding each object into a map of json.RawMessage would (FuzzDecodeJobs compares the two), in
+// one pass over the body and without a map per object: the strings it returns share one copy of
+// the body, and the Extra values share a few buffers.
 func decodeJobs(body []byte) ([]job, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
@@ -29,134 +39,794 @@ func decodeJobs(body []byte) ([]job, error) {
 	if body[0] != '[' {
 		return nil, errors.New("body is not a JSON array of jobs")
 	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal(body, &raws); err != nil {
-		return nil, fmt.Errorf("body is not a JSON array of jobs: %w", err)
+	d := decoder{s: string(body)}
+	jobs, err := d.jobs()
+	if err == nil {
+		return jobs, nil
 	}
-	if len(raws) == 0 {
+	// A syntax error anywhere in the body is reported before the first job's problem, as a
+	// decoder that checks the whole body first would.
+	if err != errSyntax && json.Valid(body) {
+		return nil, err
+	}
+	var raws []json.RawMessage
+	if uerr := json.Unmarshal(body, &raws); uerr != nil {
+		err = uerr // encoding/json's message, with its offset
+	}
+	return nil, fmt.Errorf("body is not a JSON array of jobs: %w", err)
+}
+
+// maxDepth is encoding/json's nesting limit: containers nested deeper are a syntax error.
+const maxDepth = 10000
+
+// errSyntax reports malformed JSON. decodeJobs replaces it with encoding/json's message.
+var errSyntax = errors.New("syntax error")
+
+var errNotObject = errors.New("not a JSON object")
+
+// decoder scans one submit body. Offsets index s; returned strings are substrings of s.
+type decoder struct {
+	s       string
+	i       int            // next byte to read
+	sawWS   bool           // ws skipped something since last cleared
+	arena   []byte         // backing store of compact Extra values
+	other   []span         // a lesson's unknown members, reused from lesson to lesson
+	lessons []StoredLesson // a list's lessons, reused from list to list
+}
+
+func (d *decoder) peek() byte {
+	if d.i < len(d.s) {
+		return d.s[d.i]
+	}
+	return 0
+}
+
+// ws skips JSON whitespace.
+func (d *decoder) ws() {
+	start := d.i
+	for d.i < len(d.s) {
+		switch d.s[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+			continue
+		}
+		break
+	}
+	if d.i != start {
+		d.sawWS = true
+	}
+}
+
+// more is called after a value inside a container closed by end: it consumes the separator and
+// reports whether another element follows.
+func (d *decoder) more(end byte) (bool, error) {
+	d.ws()
+	switch d.peek() {
+	case ',':
+		d.i++
+		d.ws()
+		return true, nil
+	case end:
+		d.i++
+		return false, nil
+	}
+	return false, errSyntax
+}
+
+// open consumes the opening byte of a container and reports whether it is empty (and consumed
+// whole).
+func (d *decoder) open(end byte) bool {
+	d.i++
+	d.ws()
+	if d.peek() == end {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// key scans a member name and the colon after it, and returns the name unquoted.
+func (d *decoder) key() (string, error) {
+	if d.peek() != '"' {
+		return "", errSyntax
+	}
+	start := d.i
+	if err := d.str(); err != nil {
+		return "", err
+	}
+	name, err := unquote(d.s[start:d.i])
+	if err != nil {
+		return "", err
+	}
+	d.ws()
+	if d.peek() != ':' {
+		return "", errSyntax
+	}
+	d.i++
+	d.ws()
+	return name, nil
+}
+
+// str scans the string literal at d.i.
+func (d *decoder) str() error {
+	s := d.s
+	for i := d.i + 1; i < len(s); {
+		switch c := s[i]; {
+		case c == '"':
+			d.i = i + 1
+			return nil
+		case c == '\\':
+			if i+1 >= len(s) {
+				return errSyntax
+			}
+			switch s[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(s) || !isHex(s[i+2]) || !isHex(s[i+3]) || !isHex(s[i+4]) || !isHex(s[i+5]) {
+					return errSyntax
+				}
+				i += 6
+			default:
+				return errSyntax
+			}
+		case c < 0x20:
+			return errSyntax
+		default:
+			i++
+		}
+	}
+	return errSyntax
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// unquote returns the value of a well-formed string literal as encoding/json decodes it.
+func unquote(lit string) (string, error) {
+	inner := lit[1 : len(lit)-1]
+	plain := true
+	for i := 0; i < len(inner); i++ {
+		if c := inner[i]; c == '\\' || c >= utf8.RuneSelf {
+			plain = false
+			break
+		}
+	}
+	if plain || (strings.IndexByte(inner, '\\') < 0 && utf8.ValidString(inner)) {
+		return inner, nil
+	}
+	var s string // escapes, or invalid UTF-8 that becomes U+FFFD
+	if err := json.Unmarshal([]byte(lit), &s); err != nil {
+		return "", errSyntax
+	}
+	return s, nil
+}
+
+// skip scans the value at d.i, which sits inside depth open containers.
+func (d *decoder) skip(depth int) error {
+	switch c := d.peek(); {
+	case c == '"':
+		return d.str()
+	case c == '{' || c == '[':
+		return d.skipContainer(depth + 1)
+	case c == 't':
+		return d.lit("true")
+	case c == 'f':
+		return d.lit("false")
+	case c == 'n':
+		return d.lit("null")
+	case c == '-' || '0' <= c && c <= '9':
+		return d.num()
+	}
+	return errSyntax
+}
+
+func (d *decoder) skipContainer(depth int) error {
+	if depth > maxDepth {
+		return errSyntax
+	}
+	obj := d.s[d.i] == '{'
+	end := byte(']')
+	if obj {
+		end = '}'
+	}
+	if d.open(end) {
+		return nil
+	}
+	for {
+		if obj {
+			if d.peek() != '"' {
+				return errSyntax
+			}
+			if err := d.str(); err != nil {
+				return err
+			}
+			d.ws()
+			if d.peek() != ':' {
+				return errSyntax
+			}
+			d.i++
+			d.ws()
+		}
+		if err := d.skip(depth); err != nil {
+			return err
+		}
+		more, err := d.more(end)
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+func (d *decoder) lit(word string) error {
+	if !strings.HasPrefix(d.s[d.i:], word) {
+		return errSyntax
+	}
+	d.i += len(word)
+	return nil
+}
+
+// num scans a number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (d *decoder) num() error {
+	s, i := d.s, d.i
+	if s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && '1' <= s[i] && s[i] <= '9':
+		i = digits(s, i)
+	default:
+		return errSyntax
+	}
+	if i < len(s) && s[i] == '.' {
+		if i++; i >= len(s) || s[i] < '0' || s[i] > '9' {
+			return errSyntax
+		}
+		i = digits(s, i)
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		if i++; i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if i >= len(s) || s[i] < '0' || s[i] > '9' {
+			return errSyntax
+		}
+		i = digits(s, i)
+	}
+	d.i = i
+	return nil
+}
+
+func digits(s string, i int) int {
+	for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// jobs decodes the body's array (depth 1).
+func (d *decoder) jobs() ([]job, error) {
+	if d.open(']') {
+		if d.ws(); d.i != len(d.s) {
+			return nil, errSyntax
+		}
 		return nil, errors.New("empty job array")
 	}
-	jobs := make([]job, 0, len(raws))
-	for i, raw := range raws {
-		j, err := decodeJob(raw)
-		if err != nil {
-			return nil, fmt.Errorf("job %d: %w", i, err)
+	var jobs []job
+	for k := 0; ; k++ {
+		j, err := d.job()
+		switch {
+		case err == errSyntax:
+			return nil, err
+		case err != nil:
+			return nil, fmt.Errorf("job %d: %w", k, err)
 		}
 		jobs = append(jobs, j)
+		more, err := d.more(']')
+		if err != nil {
+			return nil, err
+		}
+		if !more {
+			break
+		}
+	}
+	if d.ws(); d.i != len(d.s) {
+		return nil, errSyntax
 	}
 	return jobs, nil
 }
 
-func decodeJob(raw json.RawMessage) (job, error) {
-	fields, err := foldObject(raw)
-	if err != nil {
+// span is a member's name as sent and its value's offsets.
+type span struct {
+	name       string
+	start, end int
+	spaced     bool // the value has whitespace between its tokens
+}
+
+func (sp span) set() bool { return sp.end > 0 }
+
+// names detects members of one object whose names differ only in case.
+type names struct {
+	known [4]span // by key index
+	other []span  // distinct names matching no key, in order; each with its last value
+	lower map[string]int
+
+	dup    [2]string // the first pair of names that differ only in case, sorted
+	hasDup bool
+}
+
+// addKnown records the member matching key k.
+func (n *names) addKnown(k int, sp span) {
+	if prev := n.known[k]; prev.set() && prev.name != sp.name {
+		n.setDup(prev.name, sp.name)
+	}
+	n.known[k] = sp
+}
+
+// addOther records a member matching no key.
+func (n *names) addOther(sp span) {
+	if n.lower == nil && len(n.other) < 16 {
+		for i, o := range n.other {
+			if o.name == sp.name {
+				n.other[i] = sp
+				return
+			}
+			if lowerEqual(o.name, sp.name) {
+				n.setDup(o.name, sp.name)
+				return
+			}
+		}
+		n.other = append(n.other, sp)
+		return
+	}
+	if n.lower == nil {
+		n.lower = make(map[string]int, 2*len(n.other))
+		for i, o := range n.other {
+			n.lower[strings.ToLower(o.name)] = i
+		}
+	}
+	low := strings.ToLower(sp.name)
+	if i, ok := n.lower[low]; ok {
+		if n.other[i].name == sp.name {
+			n.other[i] = sp
+		} else {
+			n.setDup(n.other[i].name, sp.name)
+		}
+		return
+	}
+	n.lower[low] = len(n.other)
+	n.other = append(n.other, sp)
+}
+
+func (n *names) setDup(a, b string) {
+	if !n.hasDup {
+		n.dup, n.hasDup = [2]string{min(a, b), max(a, b)}, true
+	}
+}
+
+func (n *names) err() error {
+	if !n.hasDup {
+		return nil
+	}
+	return fmt.Errorf("members %q and %q differ only in case", n.dup[0], n.dup[1])
+}
+
+// lowerEqual reports strings.ToLower(a) == strings.ToLower(b), without allocating for ASCII.
+func lowerEqual(a, b string) bool {
+	if isASCII(a) && isASCII(b) {
+		return len(a) == len(b) && asciiLowerEqual(a, b)
+	}
+	return strings.ToLower(a) == strings.ToLower(b)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiLowerEqual compares ASCII strings of equal length case-insensitively.
+func asciiLowerEqual(a, b string) bool {
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// keyIndex returns the index of the key in keys (all lower case) that strings.ToLower(name)
+// equals, or -1.
+func keyIndex(name string, keys []string) int {
+	if isASCII(name) {
+		for i, k := range keys {
+			if len(k) == len(name) && asciiLowerEqual(k, name) {
+				return i
+			}
+		}
+		return -1
+	}
+	low := strings.ToLower(name) // can map non-ASCII runes to ASCII: "K" (Kelvin) to "k"
+	return slices.Index(keys, low)
+}
+
+var (
+	jobKeys    = []string{"jobid", "lektionlist"}
+	lessonKeys = []string{"lektionid", "beginn", "ende", "ressourcename"}
+)
+
+// member scans the value of a member (inside depth open containers) and returns its span.
+func (d *decoder) member(name string, depth int) (span, error) {
+	start := d.i
+	if err := d.skip(depth); err != nil {
+		return span{}, err
+	}
+	return span{name: name, start: start, end: d.i}, nil
+}
+
+// lessonList is one LektionList member's value, decoded.
+type lessonList struct {
+	name    string
+	null    bool
+	lessons []StoredLesson
+	err     error // what the member's value is wrong for, with the member's name
+}
+
+// job decodes the value at d.i as a job object (depth 2).
+func (d *decoder) job() (job, error) {
+	if d.peek() != '{' {
+		if err := d.skip(1); err != nil {
+			return job{}, err
+		}
+		return job{}, errNotObject
+	}
+	var n names
+	var list lessonList
+	if !d.open('}') {
+		for {
+			name, err := d.key()
+			if err != nil {
+				return job{}, err
+			}
+			k := keyIndex(name, jobKeys)
+			switch k {
+			case 1:
+				n.addKnown(k, span{name: name, end: 1}) // set; the value is in list
+				if list, err = d.lessonList(name); err != nil {
+					return job{}, err
+				}
+			default:
+				sp, err := d.member(name, 2)
+				if err != nil {
+					return job{}, err
+				}
+				if k == 0 {
+					n.addKnown(k, sp)
+				} else {
+					n.addOther(sp)
+				}
+			}
+			more, err := d.more('}')
+			if err != nil {
+				return job{}, err
+			}
+			if !more {
+				break
+			}
+		}
+	}
+	if err := n.err(); err != nil {
 		return job{}, err
 	}
 	var j job
-	if j.JobID, j.HasJobID, err = stringMember(fields, "jobid"); err != nil {
-		return job{}, err
-	}
-	j.HasJobID = j.HasJobID && j.JobID != ""
-	list, ok := fields["lektionlist"]
-	if ok && !isNull(list.value) {
-		var items []json.RawMessage
-		if err := json.Unmarshal(list.value, &items); err != nil {
-			return job{}, fmt.Errorf("%s: want a JSON array of lessons", list.name)
+	if id := n.known[0]; id.set() {
+		var err error
+		if j.JobID, j.HasJobID, err = d.stringValue(id); err != nil {
+			return job{}, err
 		}
-		j.HasLessons = true
-		for k, item := range items {
-			l, err := decodeLesson(item)
-			if err != nil {
-				return job{}, fmt.Errorf("%s[%d]: %w", list.name, k, err)
-			}
-			j.Lessons = append(j.Lessons, l)
+		j.HasJobID = j.HasJobID && j.JobID != ""
+	}
+	if n.known[1].set() && !list.null {
+		if list.err != nil {
+			return job{}, list.err
 		}
+		j.HasLessons, j.Lessons = true, list.lessons
 	}
-	canon, err := json.Marshal(j.Lessons)
-	if err != nil {
-		return job{}, fmt.Errorf("LektionList: %w", err)
-	}
-	j.canonLesson = string(canon)
 	return j, nil
 }
 
-func decodeLesson(raw json.RawMessage) (StoredLesson, error) {
-	fields, err := foldObject(raw)
-	if err != nil {
+// lessonList decodes the value at d.i of the job member name (depth 2). Only syntax errors are
+// returned as errors; the value's other problems are in the result, to be reported once the whole
+// job is scanned (a later member of the same name replaces this one).
+func (d *decoder) lessonList(name string) (list lessonList, err error) {
+	list.name = name
+	if d.peek() != '[' {
+		start := d.i
+		if err := d.skip(2); err != nil {
+			return list, err
+		}
+		if d.s[start:d.i] == "null" {
+			list.null = true
+		} else {
+			list.err = fmt.Errorf("%s: want a JSON array of lessons", name)
+		}
+		return list, nil
+	}
+	if d.open(']') {
+		return list, nil
+	}
+	lessons := d.lessons[:0]
+	defer func() {
+		if list.err == nil && len(lessons) > 0 {
+			list.lessons = slices.Clone(lessons)
+		}
+		clear(lessons) // drop references to this body
+		d.lessons = lessons[:0]
+	}()
+	for k := 0; ; k++ {
+		if list.err != nil {
+			if err := d.skip(3); err != nil {
+				return list, err
+			}
+		} else {
+			l, err := d.lesson()
+			switch {
+			case err == errSyntax:
+				return list, err
+			case err != nil:
+				list.err = fmt.Errorf("%s[%d]: %w", name, k, err)
+			default:
+				lessons = append(lessons, l)
+			}
+		}
+		more, err := d.more(']')
+		if err != nil {
+			return list, err
+		}
+		if !more {
+			return list, nil
+		}
+	}
+}
+
+// lesson decodes the value at d.i as a lesson object (depth 4).
+func (d *decoder) lesson() (StoredLesson, error) {
+	if d.peek() != '{' {
+		if err := d.skip(3); err != nil {
+			return StoredLesson{}, err
+		}
+		return StoredLesson{}, errNotObject
+	}
+	n := names{other: d.other[:0]}
+	defer func() { d.other = n.other[:0] }()
+	if !d.open('}') {
+		for {
+			name, err := d.key()
+			if err != nil {
+				return StoredLesson{}, err
+			}
+			d.sawWS = false
+			sp, err := d.member(name, 4)
+			if err != nil {
+				return StoredLesson{}, err
+			}
+			if k := keyIndex(name, lessonKeys); k >= 0 {
+				n.addKnown(k, sp)
+			} else {
+				sp.spaced = d.sawWS
+				n.addOther(sp)
+			}
+			more, err := d.more('}')
+			if err != nil {
+				return StoredLesson{}, err
+			}
+			if !more {
+				break
+			}
+		}
+	}
+	if err := n.err(); err != nil {
 		return StoredLesson{}, err
 	}
 	var l StoredLesson
-	for _, f := range []struct {
-		key string
-		dst *string
-	}{
-		{"lektionid", &l.LektionID},
-		{"beginn", &l.Beginn},
-		{"ende", &l.Ende},
-		{"ressourcename", &l.RessourceName},
-	} {
-		if *f.dst, _, err = stringMember(fields, f.key); err != nil {
-			return StoredLesson{}, err
+	for k, dst := range [...]*string{&l.LektionID, &l.Beginn, &l.Ende, &l.RessourceName} {
+		if sp := n.known[k]; sp.set() {
+			var err error
+			if *dst, _, err = d.stringValue(sp); err != nil {
+				return StoredLesson{}, err
+			}
 		}
 	}
-	for k, m := range fields {
-		switch k {
-		case "lektionid", "beginn", "ende", "ressourcename":
-			continue
+	if len(n.other) > 0 {
+		l.Extra = make(map[string]json.RawMessage, len(n.other))
+		for _, sp := range n.other {
+			l.Extra[sp.name] = d.extra(sp)
 		}
-		if l.Extra == nil {
-			l.Extra = map[string]json.RawMessage{}
-		}
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, m.value); err != nil {
-			return StoredLesson{}, fmt.Errorf("%s: %w", m.name, err)
-		}
-		l.Extra[m.name] = buf.Bytes()
 	}
 	return l, nil
 }
 
-type member struct {
-	name  string // as sent
-	value json.RawMessage
-}
-
-// foldObject decodes a JSON object into its members keyed by lower-case name. Two members whose
-// names differ only in case are an error: the sender's intent is ambiguous.
-func foldObject(raw json.RawMessage) (map[string]member, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
-		return nil, errors.New("not a JSON object")
-	}
-	out := make(map[string]member, len(obj))
-	for name, v := range obj {
-		key := strings.ToLower(name)
-		if prev, dup := out[key]; dup {
-			a, b := prev.name, name
-			if a > b {
-				a, b = b, a
-			}
-			return nil, fmt.Errorf("members %q and %q differ only in case", a, b)
-		}
-		out[key] = member{name: name, value: v}
-	}
-	return out, nil
-}
-
-// stringMember returns the string member key; ok is false when it is absent or null.
-func stringMember(fields map[string]member, key string) (s string, ok bool, err error) {
-	m, present := fields[key]
-	if !present || isNull(m.value) {
+// stringValue decodes a member that must be a string; ok is false when it is null.
+func (d *decoder) stringValue(sp span) (s string, ok bool, err error) {
+	raw := d.s[sp.start:sp.end]
+	switch raw[0] {
+	case 'n':
 		return "", false, nil
+	case '"':
+		s, err := unquote(raw)
+		return s, err == nil, err
 	}
-	if err := json.Unmarshal(m.value, &s); err != nil {
-		return "", false, fmt.Errorf("%s: want a string, got %s", m.name, truncate(string(m.value), 40))
-	}
-	return s, true, nil
+	return "", false, fmt.Errorf("%s: want a string, got %s", sp.name, truncate(raw, 40))
 }
 
-func isNull(v json.RawMessage) bool {
-	return string(bytes.TrimSpace(v)) == "null"
+// extraChunk is the size of the buffers that compact Extra values are copied into.
+const extraChunk = 8 << 10
+
+// extra returns a copy of a member's value, compacted.
+func (d *decoder) extra(sp span) json.RawMessage {
+	v := d.s[sp.start:sp.end]
+	if sp.spaced {
+		var buf bytes.Buffer
+		_ = json.Compact(&buf, []byte(v)) // valid: scanned
+		return buf.Bytes()
+	}
+	if len(v) > extraChunk/4 {
+		return json.RawMessage(v)
+	}
+	if cap(d.arena)-len(d.arena) < len(v) {
+		d.arena = make([]byte, 0, extraChunk)
+	}
+	start := len(d.arena)
+	d.arena = append(d.arena, v...)
+	return d.arena[start:len(d.arena):len(d.arena)]
+}
+
+// sameLessons reports whether json.Marshal encodes a and b alike: whether a job sent with a and
+// one sent with b have the same content, for JobIDConflicts.
+func sameLessons(a, b []StoredLesson) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var keys []string
+	ja, jb := appendLessons(nil, a, &keys), appendLessons(nil, b, &keys)
+	return bytes.Equal(ja, jb)
+}
+
+// appendLessons appends lessons as json.Marshal encodes them; keys is scratch space.
+func appendLessons(b []byte, lessons []StoredLesson, keys *[]string) []byte {
+	if lessons == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i := range lessons {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendLesson(b, &lessons[i], keys)
+	}
+	return append(b, ']')
+}
+
+func appendLesson(b []byte, l *StoredLesson, keys *[]string) []byte {
+	b = append(b, `{"LektionId":`...)
+	b = appendString(b, l.LektionID)
+	if l.Beginn != "" {
+		b = append(b, `,"Beginn":`...)
+		b = appendString(b, l.Beginn)
+	}
+	if l.Ende != "" {
+		b = append(b, `,"Ende":`...)
+		b = appendString(b, l.Ende)
+	}
+	if l.RessourceName != "" {
+		b = append(b, `,"RessourceName":`...)
+		b = appendString(b, l.RessourceName)
+	}
+	if len(l.Extra) > 0 {
+		ks := (*keys)[:0]
+		for k := range l.Extra {
+			ks = append(ks, k)
+		}
+		slices.Sort(ks)
+		*keys = ks
+		b = append(b, `,"Extra":{`...)
+		for i, k := range ks {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendHTMLEscaped(b, l.Extra[k])
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as encoding/json encodes a string: <, > and & escaped, invalid UTF-8
+// as U+FFFD, U+2028 and U+2029 escaped.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendHTMLEscaped appends the compact JSON value v as json.Marshal writes a json.RawMessage.
+func appendHTMLEscaped(b []byte, v []byte) []byte {
+	start := 0
+	for i, c := range v {
+		if c == '<' || c == '>' || c == '&' {
+			b = append(b, v[start:i]...)
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			start = i + 1
+		}
+		if c == 0xE2 && i+2 < len(v) && v[i+1] == 0x80 && v[i+2]&^1 == 0xA8 {
+			b = append(b, v[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[v[i+2]&0xF])
+			start = i + 3
+		}
+	}
+	return append(b, v[start:]...)
 }
 
 func truncate(s string, n int) string {

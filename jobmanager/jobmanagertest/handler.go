@@ -1,6 +1,7 @@
 package jobmanagertest
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -51,7 +52,12 @@ func parseRoute(path string) route {
 func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := parseRoute(r.URL.Path)
 	rw := &statusWriter{ResponseWriter: w}
-	defer func() { s.count(rt.kind, rw.result()) }()
+	rw.count = func(code int) { s.count(rt.kind, code) }
+	defer func() {
+		if rw.code != -1 {
+			rw.count(rw.result())
+		}
+	}()
 
 	if rt.kind == KindState {
 		if r.Method != rt.method {
@@ -62,7 +68,8 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.delay(r) {
-		rw.code = -1 // no answer; counted as 0
+		rw.code = -1 // no answer
+		rw.count(0)
 		return
 	}
 	if !s.authorized(r) {
@@ -133,7 +140,7 @@ func (s *Sim) serveSubmit(w *statusWriter, r *http.Request, rt route) {
 			fmt.Sprintf("Content-Type %q is not application/json", r.Header.Get("Content-Type")))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), r.ContentLength, s.cfg.MaxBodyBytes)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -182,6 +189,17 @@ func (s *Sim) serveSubmit(w *statusWriter, r *http.Request, rt route) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, statusBody{BatchID: b.id, ImportStatus: StatusAwaitingLessonCreation})
+}
+
+// readBody reads r whole, into a buffer sized for the request's Content-Length (when it is known
+// and within limit) so that a large body is not copied while it is read.
+func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if contentLength > 0 && contentLength <= limit {
+		buf.Grow(int(contentLength) + bytes.MinRead) // ReadFrom wants MinRead free before it stops at EOF
+	}
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
 }
 
 func (s *Sim) serveStatus(w *statusWriter, rt route) {
@@ -295,7 +313,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // statusWriter remembers the status code written, for Requests.
 type statusWriter struct {
 	http.ResponseWriter
-	code int // 0: nothing written yet (net/http answers 200); -1: no answer
+	code  int // 0: nothing written yet (net/http answers 200); -1: no answer (already counted)
+	count func(code int)
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -316,9 +335,12 @@ func (w *statusWriter) result() int {
 }
 
 // abort closes the connection without an answer: by hijacking it when the ResponseWriter allows,
-// else by panicking with http.ErrAbortHandler, which net/http turns into a silent abort.
+// else by panicking with http.ErrAbortHandler, which net/http turns into a silent abort. The
+// request is counted (as 0) before the connection closes, so a client that sees the close also
+// sees the count in Requests.
 func (w *statusWriter) abort() {
 	w.code = -1
+	w.count(0)
 	if conn, _, err := http.NewResponseController(w.ResponseWriter).Hijack(); err == nil {
 		_ = conn.Close()
 		return

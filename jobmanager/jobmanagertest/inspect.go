@@ -40,13 +40,17 @@ func (s *Sim) History(mandator, lessonID string) []Applied {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.advance(s.now())
-	var out []Applied
-	if ms := s.state[mandator]; ms != nil {
-		for _, a := range ms.history[lessonID] {
-			a.Lesson = copyLesson(a.Lesson)
-			out = append(out, a)
-		}
+	ms := s.state[mandator]
+	if ms == nil {
+		return nil
 	}
+	var out []Applied
+	for i := ms.lastApplied[lessonID]; i > 0; i = ms.applied[i-1].prev {
+		a := ms.applied[i-1].resolve()
+		a.Lesson = copyLesson(a.Lesson)
+		out = append(out, a)
+	}
+	slices.Reverse(out)
 	return out
 }
 

@@ -16,12 +16,12 @@ func (s *Sim) receive(mandator, action string, jobs []job) {
 			continue
 		}
 		ms.received = append(ms.received, j.JobID)
-		content := action + "\n" + j.canonLesson
 		first, seen := ms.content[j.JobID]
 		switch {
 		case !seen:
-			ms.content[j.JobID] = content
-		case first != content && !slices.Contains(ms.conflicts, j.JobID):
+			ms.content[j.JobID] = jobContent{action: action, lessons: j.Lessons}
+		case slices.Contains(ms.conflicts, j.JobID):
+		case first.action != action || !sameLessons(first.lessons, j.Lessons):
 			ms.conflicts = append(ms.conflicts, j.JobID)
 		}
 	}
@@ -44,21 +44,36 @@ func (s *Sim) accept(mandator, action string, jobs []job, now time.Time) *batch 
 		b.dup[i] = ms.accepted[j.JobID]
 		ms.accepted[j.JobID] = true
 	}
+	if n := len(ms.batches); n > 0 && b.createdAt.Before(ms.batches[n-1].createdAt) {
+		ms.createdUnordered = true // SetDelays shortened CreationDelay
+	}
 	ms.batches = append(ms.batches, b)
 	s.byID[b.id] = b
 	return b
 }
 
-// advance moves every batch to its state at now. s.mu is held.
+// advance moves every batch to its state at now. s.mu is held. It costs O(mandators + batches
+// that change state), not O(batches): it starts at the first batch still AwaitingLessonCreation
+// and, while creation times are in submit order, stops at the first one not yet due.
 func (s *Sim) advance(now time.Time) {
 	for _, m := range s.order {
 		ms := s.state[m]
-		for _, b := range ms.batches[ms.next:] {
-			if b.status == StatusAwaitingLessonCreation && !now.Before(b.createdAt) {
+		for i := ms.creating; i < len(ms.batches); i++ {
+			b := ms.batches[i]
+			if b.status == StatusAwaitingLessonCreation {
+				if now.Before(b.createdAt) {
+					if !ms.createdUnordered {
+						break
+					}
+					continue
+				}
 				b.status = StatusAwaitingLessonProcessing
 				for _, j := range b.jobs {
 					b.lessonCount += len(j.Lessons)
 				}
+			}
+			if i == ms.creating {
+				ms.creating++
 			}
 		}
 		for ms.next < len(ms.batches) && !s.held {
@@ -91,8 +106,7 @@ func (s *Sim) complete(ms *mandatorState, b *batch, at time.Time) {
 		b.status, b.errs = StatusLessonsImportFailed, msgs
 		return
 	}
-	st := &stage{base: ms.lessons, over: map[string]*StoredLesson{}}
-	var ops []Applied
+	st := &stage{base: ms.lessons, over: make(map[string]bool, b.lessonCount)}
 	for i, j := range b.jobs {
 		where := "JobID " + j.JobID
 		if !j.HasJobID {
@@ -105,61 +119,59 @@ func (s *Sim) complete(ms *mandatorState, b *batch, at time.Time) {
 		if len(j.Lessons) == 0 {
 			b.errs = append(b.errs, fmt.Sprintf("Fehler: LektionList fehlt oder ist leer (%s)", where))
 		}
-		for k, l := range j.Lessons {
-			errs := s.validateLesson(st, b.action, where, k, l)
-			b.errs = append(b.errs, errs...)
-			if len(errs) > 0 {
+		for k := range j.Lessons {
+			l := &j.Lessons[k]
+			if errs := s.validateLesson(st, b.action, where, k, l); len(errs) > 0 {
+				b.errs = append(b.errs, errs...)
 				continue
 			}
-			if b.action == "delete" {
-				st.over[l.LektionID] = nil
-			} else {
-				st.over[l.LektionID] = &l
-			}
-			ops = append(ops, Applied{Action: b.action, JobID: j.JobID, BatchID: b.id, At: at, Lesson: l})
+			st.over[l.LektionID] = b.action != "delete"
 		}
 	}
 	if len(b.errs) > 0 {
 		b.status = StatusLessonsImportFailed
 		return
 	}
-	for _, op := range ops {
-		id := op.Lesson.LektionID
-		switch op.Action {
-		case "delete":
-			delete(ms.lessons, id)
-		case "create":
-			ms.creations[id]++
-			ms.lessons[id] = op.Lesson
-		default:
-			ms.lessons[id] = op.Lesson
+	// Valid: every lesson of every job is applied, in order.
+	for i, j := range b.jobs {
+		for k := range j.Lessons {
+			id := j.Lessons[k].LektionID
+			switch b.action {
+			case "delete":
+				delete(ms.lessons, id)
+			case "create":
+				ms.creations[id]++
+				ms.lessons[id] = j.Lessons[k]
+			default:
+				ms.lessons[id] = j.Lessons[k]
+			}
+			ms.applied = append(ms.applied, appliedOp{b: b, job: i, lesson: k, prev: ms.lastApplied[id]})
+			ms.lastApplied[id] = len(ms.applied)
 		}
-		ms.history[id] = append(ms.history[id], op)
 	}
 	b.status = StatusLessonsCreated
 }
 
 // stage is the lesson store as a batch being validated sees it: base with the batch's earlier
-// operations laid over it (a nil entry is a deletion).
+// operations laid over it (true: created or updated, false: deleted).
 type stage struct {
 	base map[string]StoredLesson
-	over map[string]*StoredLesson
+	over map[string]bool
 }
 
 func (st *stage) exists(id string) bool {
-	if l, ok := st.over[id]; ok {
-		return l != nil
+	if live, ok := st.over[id]; ok {
+		return live
 	}
 	_, ok := st.base[id]
 	return ok
 }
 
 // validateLesson returns the problems of lesson k (0-based) of a job, in the guide's style.
-func (s *Sim) validateLesson(st *stage, action, where string, k int, l StoredLesson) []string {
+func (s *Sim) validateLesson(st *stage, action, where string, k int, l *StoredLesson) []string {
 	if l.LektionID == "" {
 		return []string{fmt.Sprintf("Fehler: Pflichtfeld LektionId fehlt (%s, Lektion %d)", where, k+1)}
 	}
-	at := fmt.Sprintf("(%s, LektionId %s)", where, l.LektionID)
 	var errs []string
 	switch action {
 	case "delete":
@@ -176,35 +188,30 @@ func (s *Sim) validateLesson(st *stage, action, where string, k int, l StoredLes
 			errs = append(errs, fmt.Sprintf("Fehler: Lektion %s existiert bereits (create, %s)", l.LektionID, where))
 		}
 	}
-	var begin, end time.Time
-	var beginOK, endOK bool
-	for _, f := range []struct {
-		name, value string
-		t           *time.Time
-		ok          *bool
-	}{
-		{"Beginn", l.Beginn, &begin, &beginOK},
-		{"Ende", l.Ende, &end, &endOK},
-	} {
-		if f.value == "" {
-			errs = append(errs, fmt.Sprintf("Fehler: Pflichtfeld %s fehlt %s", f.name, at))
-			continue
-		}
-		t, err := time.Parse(time.RFC3339, f.value)
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("Fehler: %s '%s' ist kein gültiger Zeitpunkt %s", f.name, f.value, at))
-			continue
-		}
-		*f.t, *f.ok = t, true
-	}
+	// at is where a problem is, formatted only when there is one.
+	at := func() string { return fmt.Sprintf("(%s, LektionId %s)", where, l.LektionID) }
+	begin, beginOK, errs := parseTime("Beginn", l.Beginn, at, errs)
+	end, endOK, errs := parseTime("Ende", l.Ende, at, errs)
 	if beginOK && endOK && !end.After(begin) {
-		errs = append(errs, "Fehler: Ende nicht nach Beginn "+at)
+		errs = append(errs, "Fehler: Ende nicht nach Beginn "+at())
 	}
 	switch {
 	case l.RessourceName == "":
-		errs = append(errs, "Fehler: Pflichtfeld RessourceName fehlt "+at)
+		errs = append(errs, "Fehler: Pflichtfeld RessourceName fehlt "+at())
 	case s.resources != nil && !s.resources[l.RessourceName]:
-		errs = append(errs, fmt.Sprintf("Fehler: Ressource '%s' nicht gefunden %s", l.RessourceName, at))
+		errs = append(errs, fmt.Sprintf("Fehler: Ressource '%s' nicht gefunden %s", l.RessourceName, at()))
 	}
 	return errs
+}
+
+// parseTime parses the lesson field name (RFC 3339) or appends why it cannot to errs.
+func parseTime(name, value string, at func() string, errs []string) (time.Time, bool, []string) {
+	if value == "" {
+		return time.Time{}, false, append(errs, fmt.Sprintf("Fehler: Pflichtfeld %s fehlt %s", name, at()))
+	}
+	t, err := time.Parse(time.RFC3339, value)
+	if err != nil {
+		return time.Time{}, false, append(errs, fmt.Sprintf("Fehler: %s '%s' ist kein gültiger Zeitpunkt %s", name, value, at()))
+	}
+	return t, true, errs
 }

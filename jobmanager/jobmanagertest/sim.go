@@ -288,23 +288,47 @@ func (b *batch) terminal() bool {
 
 // mandatorState is everything the simulator knows about one mandator.
 type mandatorState struct {
-	batches   []*batch // submit order
-	next      int      // index of the first batch not yet terminal
-	lessons   map[string]StoredLesson
-	history   map[string][]Applied
-	creations map[string]int
-	received  []string          // every JobID of every decoded submit body, in order
-	accepted  map[string]bool   // JobIDs of accepted requests
-	content   map[string]string // JobID -> action and lessons first seen with it
-	conflicts []string          // JobIDs seen with differing content, in order of detection
+	batches          []*batch // submit order
+	next             int      // index of the first batch not yet terminal
+	creating         int      // index of the first batch that may be AwaitingLessonCreation
+	createdUnordered bool     // some batch has an earlier createdAt than the batch before it
+	lessons          map[string]StoredLesson
+	applied          []appliedOp    // every operation applied, in order
+	lastApplied      map[string]int // LektionId -> 1 + index in applied of its last operation
+	creations        map[string]int
+	received         []string              // every JobID of every decoded submit body, in order
+	accepted         map[string]bool       // JobIDs of accepted requests
+	content          map[string]jobContent // JobID -> action and lessons first seen with it
+	conflicts        []string              // JobIDs seen with differing content, in order of detection
+}
+
+// appliedOp is one operation applied to a lesson: lesson of job of b. prev is 1 + the index of
+// the lesson's previous operation in mandatorState.applied, 0 for its first.
+type appliedOp struct {
+	b           *batch
+	job, lesson int
+	prev        int
+}
+
+// resolve returns the operation as History reports it.
+func (op appliedOp) resolve() Applied {
+	j := op.b.jobs[op.job]
+	return Applied{Action: op.b.action, JobID: j.JobID, BatchID: op.b.id, At: op.b.finishedAt, Lesson: j.Lessons[op.lesson]}
+}
+
+// jobContent is what a JobID was first sent with. Two contents are the same when their actions
+// are and json.Marshal encodes their lessons alike (sameLessons).
+type jobContent struct {
+	action  string
+	lessons []StoredLesson
 }
 
 func (s *Sim) mandator(m string) *mandatorState {
 	ms := s.state[m]
 	if ms == nil {
 		ms = &mandatorState{
-			lessons: map[string]StoredLesson{}, history: map[string][]Applied{},
-			creations: map[string]int{}, accepted: map[string]bool{}, content: map[string]string{},
+			lessons: map[string]StoredLesson{}, lastApplied: map[string]int{},
+			creations: map[string]int{}, accepted: map[string]bool{}, content: map[string]jobContent{},
 		}
 		s.state[m] = ms
 		s.order = append(s.order, m)

@@ -410,3 +410,69 @@ func TestConcurrentSubmits(t *testing.T) {
 	assert.Len(t, seen, n, "every batch got its own BatchId")
 	assert.Len(t, e.sim.Lessons(mandator), n)
 }
+
+func TestCreationFollowsEachBatchsOwnDelay(t *testing.T) {
+	tests := []struct {
+		name   string
+		delays []time.Duration // CreationDelay of each batch, set before its submit
+		after  time.Duration   // clock advance after the last submit
+		want   []string        // ImportStatus of each batch then
+	}{
+		{
+			name: "in order: the first not yet due stops nothing before it", delays: []time.Duration{5, 10, 15},
+			after: 10, want: []string{jobmanagertest.StatusAwaitingLessonProcessing, jobmanagertest.StatusAwaitingLessonProcessing, jobmanagertest.StatusAwaitingLessonCreation},
+		},
+		{
+			name: "a shorter delay later: the later batch is created first", delays: []time.Duration{30, 5, 20},
+			after: 10, want: []string{jobmanagertest.StatusAwaitingLessonCreation, jobmanagertest.StatusAwaitingLessonProcessing, jobmanagertest.StatusAwaitingLessonCreation},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := start(t, jobmanagertest.Config{ProcessingDelay: time.Hour})
+			var ids []string
+			for i, d := range tt.delays {
+				e.sim.SetDelays(d*time.Millisecond, time.Hour)
+				ids = append(ids, e.submitOK("create", body(jobJSON(fmt.Sprintf("j-%d", i), okLesson("L-1")))))
+			}
+			e.clock.Add(tt.after * time.Millisecond)
+			for i, id := range ids {
+				assert.Equal(t, tt.want[i], e.statusOK(id).ImportStatus, "batch %d", i)
+			}
+			e.clock.Add(time.Minute)
+			for i, id := range ids {
+				assert.Equal(t, jobmanagertest.StatusAwaitingLessonProcessing, e.statusOK(id).ImportStatus, "batch %d", i)
+			}
+		})
+	}
+}
+
+func TestJobIDConflictsCompareContent(t *testing.T) {
+	const first = `{"LektionId":"L-1","Beginn":"b","Ende":"e","RessourceName":"R","Fach":"M<1>","Lehrer":{"a":[1,2]}}`
+	tests := []struct {
+		name     string
+		action   string
+		again    string // the lesson list sent again with the same JobID
+		conflict bool
+	}{
+		{"same", "create", first, false},
+		{"known names in other case, order, spacing, escapes", "create", ` { "Lehrer" : { "a" : [ 1 , 2 ] } , "RESSOURCENAME":"R","ende":"e","beginn":"b","Fach":"M\u003c1>","lektionid":"L-1"}`, false},
+		{"other action", "update", first, true},
+		{"other extra value", "create", `{"LektionId":"L-1","Beginn":"b","Ende":"e","RessourceName":"R","Fach":"M<2>","Lehrer":{"a":[1,2]}}`, true},
+		{"extra name in other case", "create", `{"LektionId":"L-1","Beginn":"b","Ende":"e","RessourceName":"R","fach":"M<1>","Lehrer":{"a":[1,2]}}`, true},
+		{"one extra less", "create", `{"LektionId":"L-1","Beginn":"b","Ende":"e","RessourceName":"R","Fach":"M<1>"}`, true},
+		{"a lesson more", "create", first + `,` + first, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := start(t, jobmanagertest.Config{})
+			e.submitOK("create", body(jobJSON("j-1", first)))
+			e.submitOK(tt.action, body(jobJSON("j-1", tt.again)))
+			if tt.conflict {
+				assert.Equal(t, []string{"j-1"}, e.sim.JobIDConflicts(mandator))
+			} else {
+				assert.Empty(t, e.sim.JobIDConflicts(mandator))
+			}
+		})
+	}
+}
