@@ -155,13 +155,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 	defer timer.Stop()
 	var graceEnd <-chan time.Time
 	lastSnap, lastSnapBatches := time.Time{}, 0
+	stop := ctx.Done()
 	for {
 		select {
-		case <-ctx.Done():
-			if !b.stopping {
-				b.beginShutdown()
-				graceEnd = time.After(b.cfg.ShutdownGrace)
-			}
+		case <-stop:
+			stop = nil // once is enough: a closed channel would keep the loop spinning
+			b.beginShutdown()
+			graceEnd = time.After(b.cfg.ShutdownGrace)
 		case <-graceEnd:
 			b.log.Warn("shutdown grace over; open batches resume from the ledger at next start", zap.Int("batches", len(b.batches)))
 			return b.finish(cancelWork)
@@ -173,7 +173,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 		now := b.now()
 		b.onTime(workCtx, now)
-		if b.stopping && len(b.batches) == 0 {
+		if b.stopping && len(b.batches) == len(b.recovering) {
 			return b.finish(cancelWork)
 		}
 		if !b.stopping {
