@@ -51,6 +51,8 @@ type runFlags struct {
 	AckWait          string
 	MaxHeld          string
 	ShutdownGrace    string
+	TechRetries      string
+	TechRetryDelay   string
 	Mandators        string
 	EnsureTopology   boolText
 	PriorityGroup    string
@@ -112,6 +114,8 @@ func registerRunFlags(fs *flag.FlagSet) *runFlags {
 	s(&f.AckWait, "ack-wait", "30s", "the input consumer's AckWait; held messages are kept alive every third of it")
 	s(&f.MaxHeld, "max-held", "100000", "input messages held at most; the bridge stops pulling above")
 	s(&f.ShutdownGrace, "shutdown-grace", "10s", "at shutdown, how long in-flight batches get to settle")
+	s(&f.TechRetries, "technical-retries", "0", "resubmit a batch JobManager failed with a technical error as a new batch (new JobIDs) at most this often; 0: never (the guide warns against blind retries)")
+	s(&f.TechRetryDelay, "technical-retry-delay", "1m", "wait before each such resubmission")
 	s(&f.Mandators, "mandators", "", "allow-list of mandators, comma-separated (empty: all); others are dead-lettered")
 	fs.Var(&f.EnsureTopology, "ensure-topology", "create missing streams, consumer and ledger bucket at start (existing ones are never changed)")
 	s(&f.PriorityGroup, "priority-group", "", "pinned-client priority group for several instances (high availability), e.g. lessonbridge; empty: off")
@@ -260,6 +264,12 @@ func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
 	c.AckWait = positive("ack-wait", f.AckWait)
 	c.MaxHeld = atLeastOne("max-held", f.MaxHeld)
 	c.ShutdownGrace = positive("shutdown-grace", f.ShutdownGrace)
+	if n, err := strconv.Atoi(strings.TrimSpace(f.TechRetries)); err != nil || n < 0 {
+		bad("technical-retries", f.TechRetries, "must be a whole number, 0 or more")
+	} else {
+		c.TechnicalRetries = n
+	}
+	c.TechnicalRetryDelay = positive("technical-retry-delay", f.TechRetryDelay)
 	for _, m := range strings.Split(f.Mandators, ",") {
 		m = strings.TrimSpace(m)
 		if m == "" {
@@ -498,6 +508,8 @@ func (s runSettings) logFields() []zap.Field {
 		zap.Duration("heartbeat", c.Heartbeat),
 		zap.Int("maxHeld", c.MaxHeld),
 		zap.Duration("shutdownGrace", c.ShutdownGrace),
+		zap.Int("technicalRetries", c.TechnicalRetries),
+		zap.Duration("technicalRetryDelay", c.TechnicalRetryDelay),
 		zap.Strings("mandators", c.Mandators),
 		zap.Bool("ensureTopology", *c.EnsureTopology),
 		zap.String("priorityGroup", c.PriorityGroup),

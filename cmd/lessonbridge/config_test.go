@@ -78,6 +78,7 @@ func TestRunSettingsDefaults(t *testing.T) {
 	assert.Equal(t, 30*time.Second, c.AckWait)
 	assert.Equal(t, 100000, c.MaxHeld)
 	assert.Equal(t, 10*time.Second, c.ShutdownGrace)
+	assert.Zero(t, c.TechnicalRetries, "no blind retries unless asked for")
 	require.NotNil(t, c.EnsureTopology)
 	assert.True(t, *c.EnsureTopology)
 	assert.Empty(t, c.Mandators)
@@ -117,6 +118,7 @@ func TestRunSettingsMapping(t *testing.T) {
 		"--jobmanager-url", "https://jm.example/api", "--jobmanager-token-dir", "tokens", "--jobmanager-ca", "ca.pem",
 		"--poll-schedule", "250ms, 1s", "--poll-timeout", "5m", "--not-found-grace", "30s", "--batch-linger", "100ms",
 		"--batch-max-lessons", "50", "--ack-wait", "9s", "--max-held", "10", "--shutdown-grace", "1s",
+		"--technical-retries", "2", "--technical-retry-delay", "5m",
 		"--mandators", "zh-kanti, be_gym", "--ensure-topology=false", "--priority-group", "lessonbridge",
 		"--message-rules-file", "rules.txt",
 		"--input-stream", "IN", "--outcome-stream", "OUT", "--deadletter-stream", "DL",
@@ -134,6 +136,8 @@ func TestRunSettingsMapping(t *testing.T) {
 	assert.Equal(t, 9*time.Second, c.AckWait)
 	assert.Equal(t, 10, c.MaxHeld)
 	assert.Equal(t, time.Second, c.ShutdownGrace)
+	assert.Equal(t, 2, c.TechnicalRetries)
+	assert.Equal(t, 5*time.Minute, c.TechnicalRetryDelay)
 	assert.Equal(t, []string{"zh-kanti", "be_gym"}, c.Mandators)
 	require.NotNil(t, c.EnsureTopology)
 	assert.False(t, *c.EnsureTopology)
@@ -194,6 +198,7 @@ func TestRunSettingsReportsEveryBadValue(t *testing.T) {
 		"--nats-url", " ",
 		"--poll-schedule", "3s,x", "--poll-timeout", "0s", "--not-found-grace", "-1s", "--batch-linger", "2",
 		"--batch-max-lessons", "0", "--ack-wait", "x", "--max-held", "many", "--shutdown-grace", "",
+		"--technical-retries", "-1",
 		"--mandators", "ok,bad mandator", "--ensure-topology=yes please", "--priority-group", "a.b",
 		"--input-stream", "IN.PUT", "--changes-subject", "lessons.*", "--job-id-prefix", "a_b",
 		"--http-addr", "localhost", "--log-level", "loud", "--log-format", "xml",
@@ -209,6 +214,7 @@ func TestRunSettingsReportsEveryBadValue(t *testing.T) {
 		`--ack-wait (LESSONBRIDGE_ACK_WAIT) "x": not a duration`,
 		`--max-held (LESSONBRIDGE_MAX_HELD) "many": not an integer`,
 		`--shutdown-grace (LESSONBRIDGE_SHUTDOWN_GRACE) "": not a duration`,
+		`--technical-retries (LESSONBRIDGE_TECHNICAL_RETRIES) "-1": must be a whole number, 0 or more`,
 		`--mandators (LESSONBRIDGE_MANDATORS) "ok,bad mandator": "bad mandator" must match`,
 		`--ensure-topology (LESSONBRIDGE_ENSURE_TOPOLOGY) "yes please": must be true or false`,
 		`--priority-group (LESSONBRIDGE_PRIORITY_GROUP) "a.b"`,
