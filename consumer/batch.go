@@ -54,6 +54,13 @@ type batch struct {
 	submitAfter time.Duration // wait before the next submit (a technical-failure resubmission)
 }
 
+// setLogger gives the batch a child logger: every line of a batch carries batchKey, mandator,
+// action and batchId (empty until JobManager accepted the batch).
+func (bt *batch) setLogger(base *zap.Logger) {
+	bt.log = base.With(zap.String("batchKey", bt.key), zap.String("batchId", bt.batchID),
+		zap.String("mandator", bt.mandator), zap.String("action", string(bt.action)))
+}
+
 // newJobID returns <prefix>-<YYYYMMDD>-<UUIDv7>.
 func newJobID(prefix string, now time.Time) string {
 	return prefix + "-" + now.UTC().Format("20060102") + "-" + uuid.Must(uuid.NewV7()).String()
@@ -91,7 +98,7 @@ func (b *Bridge) cut(workCtx context.Context, gk groupKey, g *group) {
 		st.pending = nil
 		st.inflight = bt
 	}
-	bt.log = b.log.With(zap.String("batchKey", bt.key), zap.String("mandator", bt.mandator), zap.String("action", string(bt.action)))
+	bt.setLogger(b.log)
 	b.batches[bt.key] = bt
 	b.metrics.inFlight.Set(float64(len(b.batches)))
 	b.startSubmit(workCtx, bt)
@@ -111,7 +118,7 @@ func (b *Bridge) resubmitAsNew(workCtx context.Context, bt *batch, msgs []string
 	bt.ambiguous, bt.submitAfter = false, b.cfg.TechnicalRetryDelay
 	delete(b.batches, old)
 	b.batches[bt.key] = bt
-	bt.log = b.log.With(zap.String("batchKey", bt.key), zap.String("mandator", bt.mandator), zap.String("action", string(bt.action)))
+	bt.setLogger(b.log)
 	bt.log.Warn("technical import failure; resubmitting as a new batch with new JobIDs",
 		zap.String("failedBatchId", oldBatch), zap.Strings("errorMessages", msgs), zap.Int("retry", bt.techRetries),
 		zap.Int("of", b.cfg.TechnicalRetries), zap.Duration("after", bt.submitAfter))
@@ -287,7 +294,7 @@ func (b *Bridge) onSubmitted(workCtx context.Context, bt *batch, res submitResul
 	bt.batchID = res.status.BatchID
 	bt.submittedAt, bt.acceptedAt = res.at, res.at
 	bt.lastStatus = res.status.ImportStatus
-	bt.log = bt.log.With(zap.String("batchId", bt.batchID))
+	bt.setLogger(b.log)
 	bt.log.Info("batch accepted", zap.Int("jobs", len(bt.jobs)), zap.Int("lessons", bt.lessonCountLocal()),
 		zap.Int("events", len(bt.items)), zap.Int("attempts", bt.attempts), zap.String("importStatus", string(bt.lastStatus)))
 	b.schedulePoll(bt, b.now(), 0)

@@ -162,10 +162,7 @@ func (b *Bridge) indexRecords(recs []*record, revs []uint64) int {
 		bt := &batch{key: r.Key, mandator: r.Mandator, action: r.Action, state: r.State, batchID: r.BatchID,
 			created: r.Created, submittedAt: r.SubmittedAt, acceptedAt: r.AcceptedAt, attempts: r.Attempts,
 			ledgerRev: revs[i], recovered: true, ambiguous: true}
-		bt.log = b.log.With(zap.String("batchKey", bt.key), zap.String("mandator", bt.mandator), zap.String("action", string(bt.action)))
-		if bt.batchID != "" {
-			bt.log = bt.log.With(zap.String("batchId", bt.batchID))
-		}
+		bt.setLogger(b.log)
 		for _, j := range r.Jobs {
 			bt.jobs = append(bt.jobs, jobmanager.Job{JobID: j.JobID})
 			for _, l := range j.Lessons {
