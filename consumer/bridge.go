@@ -67,6 +67,7 @@ type Bridge struct {
 	limbo        []*item // redelivered messages waiting for a ledger reload
 	barrier      barrier
 	reloading    bool
+	floorProbe   bool // consumer info for recovered records under way
 
 	snapshot atomic.Pointer[[]BatchInfo]
 	ready    atomic.Bool

@@ -244,11 +244,69 @@ func (b *Bridge) parkRedelivered(workCtx context.Context, it *item) {
 	}()
 }
 
-// expireRecovery resumes records whose messages did not all come back within the recovery window:
-// the missing ones were acked before the crash (a batch that was settling) or are gone.
+// expireRecovery looks at records whose messages did not all come back within the recovery window.
+// Messages can be late for many reasons (a NATS restart, the start-up barrier, a slow redelivery), so
+// the window alone decides nothing: the consumer's ack floor does. A missing message at or below it
+// was acked or terminated (the batch was settling when the process died); one above it is still on
+// its way, and the record waits another AckWait.
 func (b *Bridge) expireRecovery(workCtx context.Context, now time.Time) {
+	if b.floorProbe {
+		return
+	}
+	due := false
+	for _, rc := range b.recovering {
+		if !now.Before(rc.deadline) {
+			due = true
+			break
+		}
+	}
+	if !due {
+		return
+	}
+	b.floorProbe = true
+	b.workers.Add(1)
+	go func() {
+		defer b.workers.Done()
+		ctx, cancel := context.WithTimeout(workCtx, 10*time.Second)
+		info, err := b.topo.consumer.Info(ctx)
+		cancel()
+		b.post(func() {
+			b.floorProbe = false
+			if err != nil {
+				b.log.Warn("consumer info for recovered batches", zap.Error(err))
+				b.postponeRecovery(b.now())
+				return
+			}
+			b.applyAckFloor(workCtx, info.AckFloor.Stream)
+		})
+	}()
+}
+
+func (b *Bridge) postponeRecovery(now time.Time) {
+	for _, rc := range b.recovering {
+		if !now.Before(rc.deadline) {
+			rc.deadline = now.Add(b.ackWait)
+		}
+	}
+}
+
+// applyAckFloor finishes the due records whose missing messages are all at or below floor.
+func (b *Bridge) applyAckFloor(workCtx context.Context, floor uint64) {
+	now := b.now()
 	for _, rc := range b.recovering {
 		if now.Before(rc.deadline) {
+			continue
+		}
+		waiting := 0
+		for _, s := range rc.rec.Seqs {
+			if rc.items[s] == nil && s > floor {
+				waiting++
+			}
+		}
+		if waiting > 0 {
+			rc.deadline = now.Add(b.ackWait)
+			rc.bt.log.Info("recovered batch still waits for its messages", zap.Int("waiting", waiting),
+				zap.Int("back", len(rc.items)), zap.Uint64("ackFloor", floor))
 			continue
 		}
 		if len(rc.items) > 0 {
@@ -259,7 +317,7 @@ func (b *Bridge) expireRecovery(workCtx context.Context, now time.Time) {
 		ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
 		err := b.topo.ledger.Delete(ctx, rc.rec.Key, jetstream.LastRevision(rc.rev))
 		cancel()
-		rc.bt.log.Info("ledger record without open messages removed (its batch had settled)", zap.Error(err))
+		rc.bt.log.Info("ledger record of a settled batch removed (all its messages were acknowledged)", zap.Error(err))
 		delete(b.batches, rc.bt.key)
 		for _, p := range rc.bt.lessons {
 			b.release(workCtx, p.key)
