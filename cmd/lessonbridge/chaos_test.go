@@ -185,6 +185,7 @@ type chaos struct {
 	ns       *server.Server
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	provoked int // events published to make a fault-hook incarnation submit
 	sim      *jobmanagertest.Sim
 	simURL   string
 
@@ -354,16 +355,34 @@ func (c *chaos) killCurrent() {
 	}
 }
 
-// awaitHookKill waits for an incarnation started with the fault hook to kill itself.
+// awaitHookKill waits for an incarnation started with the fault hook to kill itself. The hook fires
+// only after a submit; when the waves are over and nothing is left to submit, the test publishes a
+// fresh create every second (mandator chaos-a, lessons H-<n>) to give it one. They are ordinary
+// events of the run: verify reads every event from the stream.
 func (c *chaos) awaitHookKill(p *bridgeProc, within time.Duration) {
 	c.t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(within):
-		c.t.Errorf("incarnation %d with %s=0.3 did not kill itself within %v: is cfg.Hooks = faultHooks() wired into run?",
-			p.n, envFaultKillAfterSubmit, within)
-		c.killCurrent()
-		return
+	deadline := time.After(within)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-p.done:
+			done = true
+		case <-tick.C:
+			c.provoked++
+			start := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+			body, _ := json.Marshal(map[string]any{"specversion": "1.0", "id": fmt.Sprintf("hook-%d-%d", p.n, c.provoked),
+				"source": "/chaos", "type": "lesson.created", "data": map[string]any{"lessonId": fmt.Sprintf("H-%d", c.provoked),
+					"start": start, "end": start.Add(time.Hour), "resource": "Aula"}})
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, _ = c.js.Publish(ctx, "lessons.changes.chaos-a", body, jetstream.WithMsgID(fmt.Sprintf("hook-%d-%d", p.n, c.provoked)))
+			cancel()
+		case <-deadline:
+			c.t.Errorf("incarnation %d with %s=0.3 did not kill itself within %v: is cfg.Hooks = faultHooks() wired into run?",
+				p.n, envFaultKillAfterSubmit, within)
+			c.killCurrent()
+			return
+		}
 	}
 	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if assert.True(c.t, ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL, "incarnation %d ended with %v, want SIGKILL by the fault hook", p.n, p.cmd.ProcessState) {
