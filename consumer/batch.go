@@ -47,9 +47,7 @@ type batch struct {
 	lessonCount int
 	nextPoll    time.Time
 	heapIndex   int
-	polling     bool
 	ledgerRev   uint64
-	recovered   bool
 	techRetries int           // technical-failure resubmissions as new batches so far
 	submitAfter time.Duration // wait before the next submit (a technical-failure resubmission)
 }

@@ -161,7 +161,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		select {
 		case <-stop:
 			stop = nil // once is enough: a closed channel would keep the loop spinning
-			b.beginShutdown()
+			b.beginShutdown(workCtx)
 			graceEnd = time.After(b.cfg.ShutdownGrace)
 		case <-graceEnd:
 			b.log.Warn("shutdown grace over; open batches resume from the ledger at next start", zap.Int("batches", len(b.batches)))
@@ -242,7 +242,7 @@ func (b *Bridge) flowControl() {
 	}
 }
 
-func (b *Bridge) beginShutdown() {
+func (b *Bridge) beginShutdown(workCtx context.Context) {
 	b.stopping = true
 	b.ready.Store(false)
 	if !b.paused {
@@ -250,7 +250,7 @@ func (b *Bridge) beginShutdown() {
 	}
 	// Messages that never reached a submit go back at once; those queued behind an in-flight batch
 	// of the same lesson stay until AckWait so that no other instance overtakes that batch.
-	b.drainIntake(nil)
+	b.drainIntake(workCtx)
 	nak := 0
 	for _, it := range b.limbo {
 		_ = b.signal(it, ackNak)

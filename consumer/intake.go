@@ -28,7 +28,6 @@ type item struct {
 	ev          *schemas.LessonChange // nil when invalid
 	err         error                 // why the event will not be imported
 	redelivered bool                  // delivered before (to us or to an instance that died)
-	received    time.Time
 }
 
 // invalidMandator is the dead-letter subject token for events whose subject names no valid mandator.
@@ -47,7 +46,7 @@ func (b *Bridge) onMsg(msg jetstream.Msg) {
 }
 
 func (b *Bridge) decode(msg jetstream.Msg) *item {
-	it := &item{reply: msg.Reply(), subject: msg.Subject(), received: b.now()}
+	it := &item{reply: msg.Reply(), subject: msg.Subject()}
 	if md, err := msg.Metadata(); err == nil {
 		it.seq = md.Sequence.Stream
 		it.redelivered = md.NumDelivered > 1
@@ -71,14 +70,14 @@ func (b *Bridge) decode(msg jetstream.Msg) *item {
 	return it
 }
 
-// drainIntake takes over what the callback queued. During shutdown (workCtx nil) everything is nakked.
+// drainIntake takes over what the callback queued. During shutdown everything is nakked.
 func (b *Bridge) drainIntake(workCtx context.Context) {
 	b.inMu.Lock()
 	q := b.inQ
 	b.inQ = nil
 	b.inMu.Unlock()
 	var invalid []*item
-	if len(q) > 0 && workCtx != nil {
+	if len(q) > 0 && !b.stopping {
 		b.rearmBarrier(b.now())
 	}
 	for _, it := range q {
@@ -88,7 +87,7 @@ func (b *Bridge) drainIntake(workCtx context.Context) {
 			b.metrics.redelivered.Inc()
 			continue
 		}
-		if workCtx == nil || b.stopping {
+		if b.stopping {
 			_ = b.signal(it, ackNak)
 			continue
 		}

@@ -161,7 +161,7 @@ func (b *Bridge) indexRecords(recs []*record, revs []uint64) int {
 		}
 		bt := &batch{key: r.Key, mandator: r.Mandator, action: r.Action, state: r.State, batchID: r.BatchID,
 			created: r.Created, submittedAt: r.SubmittedAt, acceptedAt: r.AcceptedAt, attempts: r.Attempts,
-			ledgerRev: revs[i], recovered: true, ambiguous: true}
+			ledgerRev: revs[i], ambiguous: true}
 		bt.setLogger(b.log)
 		for _, j := range r.Jobs {
 			bt.jobs = append(bt.jobs, jobmanager.Job{JobID: j.JobID})

@@ -53,9 +53,8 @@ func SampleEvents(n int, mandator string, seed int64, failRate float64) []RawCha
 	}
 
 	type lesson struct {
-		id    string
-		data  schemas.LessonData
-		alive bool
+		id   string
+		data schemas.LessonData
 	}
 	var live []*lesson // created and not deleted
 	next := 0

@@ -170,6 +170,7 @@ func lowerEqual(a, b string) bool {
 	if isASCII(a) && isASCII(b) {
 		return len(a) == len(b) && asciiLowerEqual(a, b)
 	}
+	//lint:ignore SA6005 the rule is ToLower equality (as before), which differs from EqualFold for "İ"
 	return strings.ToLower(a) == strings.ToLower(b)
 }
 

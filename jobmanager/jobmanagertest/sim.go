@@ -282,10 +282,6 @@ func (b *batch) info() BatchInfo {
 	return bi
 }
 
-func (b *batch) terminal() bool {
-	return b.status == StatusLessonsCreated || b.status == StatusLessonsImportFailed
-}
-
 // mandatorState is everything the simulator knows about one mandator.
 type mandatorState struct {
 	batches          []*batch // submit order
