@@ -229,7 +229,7 @@ func (b *Bridge) flowControl() {
 	b.metrics.held.Set(float64(held))
 	switch {
 	case !b.paused && held >= b.cfg.MaxHeld:
-		b.cc.Stop()
+		b.cc.Drain() // what the client buffered still reaches the callback: held, not left to expire
 		b.paused = true
 		b.log.Info("hold limit reached; pulling paused", zap.Int("held", held))
 	case b.paused && held < b.cfg.MaxHeld*9/10:
@@ -246,7 +246,14 @@ func (b *Bridge) beginShutdown(workCtx context.Context) {
 	b.stopping = true
 	b.ready.Store(false)
 	if !b.paused {
-		b.cc.Stop()
+		// Drain, not Stop: messages in the client buffer still reach the callback and are nakked
+		// below, instead of waiting out AckWait.
+		b.cc.Drain()
+		select {
+		case <-b.cc.Closed():
+		case <-time.After(5 * time.Second):
+			b.log.Warn("consumer did not drain within 5s; its buffered messages return after AckWait")
+		}
 	}
 	// Messages that never reached a submit go back at once; those queued behind an in-flight batch
 	// of the same lesson stay until AckWait so that no other instance overtakes that batch.

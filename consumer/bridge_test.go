@@ -298,3 +298,28 @@ func TestNATSRestartWhileBatchInFlight(t *testing.T) {
 	assert.Equal(t, 1, h.sim.Submits())
 	assert.Equal(t, 1, h.sim.Creations("m1", "L-1"))
 }
+
+func TestHoldLimitPausesPulling(t *testing.T) {
+	h := newHarness(t, jobmanagertest.Config{}, func(c *Config) {
+		c.MaxHeld = 20
+		c.PullBatch = 5
+		c.BatchMaxLessons = 10
+	})
+	h.sim.Hold(true)
+	h.start()
+	for i := range 100 {
+		h.publish("m1", event(schemas.TypeLessonCreated, fmt.Sprintf("L-%d", i), ""))
+	}
+	require.Eventually(t, func() bool { return h.consumerInfo().NumAckPending >= 20 }, 5*time.Second, 5*time.Millisecond)
+	for range 5 {
+		time.Sleep(50 * time.Millisecond) // observing that pulling stays paused; no event to await
+		ci := h.consumerInfo()
+		assert.LessOrEqual(t, ci.NumAckPending, 20+2*5, "at most the hold limit plus what one pull had buffered")
+		assert.GreaterOrEqual(t, int(ci.NumPending), 100-30, "the rest stays in the stream")
+	}
+	h.sim.Hold(false)
+	os := h.waitEvents(100, 20*time.Second)
+	h.waitDrained(5 * time.Second)
+	assert.Len(t, eventSettlements(os), 100)
+	assert.Zero(t, h.consumerInfo().NumRedelivered)
+}
