@@ -661,7 +661,7 @@ func (c *chaos) verify() {
 		bySeq[e.seq], byID[e.id] = e, e
 		order = append(order, e)
 	}
-	assert.Equal(t, c.plan.events, len(order), "events in LESSONS")
+	assert.Equal(t, c.plan.events+c.provoked, len(order), "events in LESSONS (the waves and those given to a fault-hook incarnation)")
 
 	// Outcomes: every valid event settled by exactly one.
 	settled := map[string]int{}
