@@ -115,6 +115,9 @@ func (b *Bridge) resubmitAsNew(workCtx context.Context, bt *batch, msgs []string
 	bt.state, bt.batchID, bt.polls, bt.lastStatus, bt.ledgerRev = stateRecorded, "", 0, "", 0
 	bt.ambiguous, bt.submitAfter = false, b.cfg.TechnicalRetryDelay
 	delete(b.batches, old)
+	if b.reloading {
+		b.settledKeys[old] = true
+	}
 	b.batches[bt.key] = bt
 	bt.setLogger(b.log)
 	bt.log.Warn("technical import failure; resubmitting as a new batch with new JobIDs",

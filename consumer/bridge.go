@@ -67,7 +67,8 @@ type Bridge struct {
 	limbo        []*item // redelivered messages waiting for a ledger reload
 	barrier      barrier
 	reloading    bool
-	floorProbe   bool // consumer info for recovered records under way
+	floorProbe   bool            // consumer info for recovered records under way
+	settledKeys  map[string]bool // batch keys settled here since the last ledger read began
 
 	snapshot atomic.Pointer[[]BatchInfo]
 	ready    atomic.Bool
@@ -109,6 +110,7 @@ func New(js jetstream.JetStream, jm JobManager, cfg Config) (*Bridge, error) {
 		batches:      map[string]*batch{},
 		recovering:   map[string]*recovering{},
 		recoverBySeq: map[uint64]*recovering{},
+		settledKeys:  map[string]bool{},
 		rnd:          rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x6c62)),
 	}
 	empty := []BatchInfo{}

@@ -156,8 +156,8 @@ func (b *Bridge) indexRecords(recs []*record, revs []uint64) int {
 	n := 0
 	deadline := b.now().Add(2*b.ackWait + b.cfg.Heartbeat)
 	for i, r := range recs {
-		if b.batches[r.Key] != nil {
-			continue
+		if b.batches[r.Key] != nil || b.settledKeys[r.Key] {
+			continue // ours: working on it, or settled it after the ledger was read
 		}
 		bt := &batch{key: r.Key, mandator: r.Mandator, action: r.Action, state: r.State, batchID: r.BatchID,
 			created: r.Created, submittedAt: r.SubmittedAt, acceptedAt: r.AcceptedAt, attempts: r.Attempts,
@@ -213,6 +213,7 @@ func (b *Bridge) parkRedelivered(workCtx context.Context, it *item) {
 		return
 	}
 	b.reloading = true
+	clear(b.settledKeys)
 	b.workers.Add(1)
 	go func() {
 		defer b.workers.Done()
@@ -230,6 +231,7 @@ func (b *Bridge) parkRedelivered(workCtx context.Context, it *item) {
 		recs, revs := snap.recs, snap.revs
 		b.post(func() {
 			b.reloading = false
+			defer clear(b.settledKeys)
 			if n := b.indexRecords(recs, revs); n > 0 {
 				b.log.Warn("taking over open batches of another instance", zap.Int("batches", n))
 			}
@@ -263,13 +265,26 @@ func (b *Bridge) expireRecovery(workCtx context.Context, now time.Time) {
 	if !due {
 		return
 	}
+	var keys []string
+	for k, rc := range b.recovering {
+		if !now.Before(rc.deadline) {
+			keys = append(keys, k)
+		}
+	}
 	b.floorProbe = true
 	b.workers.Add(1)
 	go func() {
 		defer b.workers.Done()
 		ctx, cancel := context.WithTimeout(workCtx, 10*time.Second)
+		defer cancel()
 		info, err := b.topo.consumer.Info(ctx)
-		cancel()
+		// A record that is gone was settled by its owner (or by us) after it was indexed.
+		gone := map[string]bool{}
+		for _, k := range keys {
+			if _, gerr := b.topo.ledger.Get(ctx, k); errors.Is(gerr, jetstream.ErrKeyNotFound) {
+				gone[k] = true
+			}
+		}
 		b.post(func() {
 			b.floorProbe = false
 			if err != nil {
@@ -277,7 +292,7 @@ func (b *Bridge) expireRecovery(workCtx context.Context, now time.Time) {
 				b.postponeRecovery(b.now())
 				return
 			}
-			b.applyAckFloor(workCtx, info.AckFloor.Stream)
+			b.applyAckFloor(workCtx, info.AckFloor.Stream, gone)
 		})
 	}()
 }
@@ -290,11 +305,24 @@ func (b *Bridge) postponeRecovery(now time.Time) {
 	}
 }
 
-// applyAckFloor finishes the due records whose missing messages are all at or below floor.
-func (b *Bridge) applyAckFloor(workCtx context.Context, floor uint64) {
+// applyAckFloor finishes the due records whose missing messages are all at or below floor, and
+// forgets those that are gone from the ledger.
+func (b *Bridge) applyAckFloor(workCtx context.Context, floor uint64, gone map[string]bool) {
 	now := b.now()
 	for _, rc := range b.recovering {
 		if now.Before(rc.deadline) {
+			continue
+		}
+		if gone[rc.rec.Key] {
+			if len(rc.items) > 0 {
+				// Settle what came back without a ledger record: the outcome is de-duplicated by its id.
+				rc.bt.ledgerRev = 0
+				b.resume(workCtx, rc)
+				continue
+			}
+			b.forgetRecovery(rc)
+			rc.bt.log.Info("recovered record is gone from the ledger (settled by its owner)")
+			b.dropPlaceholder(workCtx, rc.bt)
 			continue
 		}
 		waiting := 0
@@ -318,10 +346,15 @@ func (b *Bridge) applyAckFloor(workCtx context.Context, floor uint64) {
 		err := b.topo.ledger.Delete(ctx, rc.rec.Key, jetstream.LastRevision(rc.rev))
 		cancel()
 		rc.bt.log.Info("ledger record of a settled batch removed (all its messages were acknowledged)", zap.Error(err))
-		delete(b.batches, rc.bt.key)
-		for _, p := range rc.bt.lessons {
-			b.release(workCtx, p.key)
-		}
+		b.dropPlaceholder(workCtx, rc.bt)
+	}
+}
+
+// dropPlaceholder removes a recovered batch that has nothing to do and frees its lessons.
+func (b *Bridge) dropPlaceholder(workCtx context.Context, bt *batch) {
+	delete(b.batches, bt.key)
+	for _, p := range bt.lessons {
+		b.release(workCtx, p.key)
 	}
 }
 

@@ -190,6 +190,9 @@ func (b *Bridge) sendFinal(workCtx context.Context, log *zap.Logger, items []*it
 
 // onSettled releases a settled batch's messages and lessons.
 func (b *Bridge) onSettled(workCtx context.Context, bt *batch) {
+	if b.reloading {
+		b.settledKeys[bt.key] = true // the ledger snapshot being read may still hold its record
+	}
 	for _, it := range bt.items {
 		delete(b.bySeq, it.seq)
 	}
