@@ -25,7 +25,7 @@ type record struct {
 	State       batchState     `json:"state"`
 	BatchID     string         `json:"batchId,omitempty"`
 	Jobs        []recordJob    `json:"jobs"`
-	Seqs        []uint64       `json:"seqs"` // every message the batch settles
+	Seqs        seqList        `json:"seqs"` // every message the batch settles
 	Created     time.Time      `json:"created"`
 	SubmittedAt time.Time      `json:"submittedAt,omitzero"`
 	AcceptedAt  time.Time      `json:"acceptedAt,omitzero"`
@@ -37,7 +37,7 @@ type record struct {
 // recordJob is a job by JobID and the stream sequences of its lessons' effective events, in order.
 type recordJob struct {
 	JobID   string   `json:"jobId"`
-	Seqs    []uint64 `json:"seqs"`
+	Seqs    seqList  `json:"seqs"`
 	Lessons []string `json:"lessons"` // lessonIds, so the gate holds them before the messages are back
 }
 
