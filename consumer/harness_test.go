@@ -131,21 +131,7 @@ func (h *harness) publishRaw(subject string, body []byte) {
 // streamMsgs returns every message of a stream, in order.
 func (h *harness) streamMsgs(stream string) []*jetstream.RawStreamMsg {
 	h.t.Helper()
-	ctx := context.Background()
-	s, err := h.js.Stream(ctx, stream)
-	if err != nil {
-		return nil
-	}
-	info, err := s.Info(ctx)
-	require.NoError(h.t, err)
-	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err == nil {
-			out = append(out, m)
-		}
-	}
-	return out
+	return natstest.StreamMsgs(h.t, h.js, stream)
 }
 
 // outcomes decodes every outcome event, checking each against the outcome schema.

@@ -35,17 +35,7 @@ func pwServer(t *testing.T) (string, jetstream.JetStream) {
 // pwMsgs returns all messages of a stream in order.
 func pwMsgs(t *testing.T, js jetstream.JetStream, stream string) []*jetstream.RawStreamMsg {
 	t.Helper()
-	st, err := js.Stream(t.Context(), stream)
-	require.NoError(t, err)
-	info, err := st.Info(t.Context())
-	require.NoError(t, err)
-	var msgs []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := st.GetMsg(t.Context(), seq)
-		require.NoError(t, err)
-		msgs = append(msgs, m)
-	}
-	return msgs
+	return natstest.StreamMsgs(t, js, stream)
 }
 
 func TestPublishSample(t *testing.T) {

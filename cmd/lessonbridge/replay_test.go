@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http/httptest"
@@ -182,17 +181,8 @@ func rpServer(t *testing.T) (string, jetstream.JetStream) {
 // rpMsgs returns the messages of a stream in order, optionally only those on subject.
 func rpMsgs(t *testing.T, js jetstream.JetStream, stream, subject string) []*jetstream.RawStreamMsg {
 	t.Helper()
-	st, err := js.Stream(t.Context(), stream)
-	require.NoError(t, err)
-	info, err := st.Info(t.Context())
-	require.NoError(t, err)
 	var msgs []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := st.GetMsg(t.Context(), seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		require.NoError(t, err)
+	for _, m := range natstest.StreamMsgs(t, js, stream) {
 		if subject == "" || m.Subject == subject {
 			msgs = append(msgs, m)
 		}

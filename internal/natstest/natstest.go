@@ -3,6 +3,8 @@
 package natstest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -90,4 +92,34 @@ func (s *Server) Connect() (*nats.Conn, jetstream.JetStream) {
 		s.t.Fatal(err)
 	}
 	return nc, js
+}
+
+// StreamMsgs returns every message a stream holds, in sequence order (deleted ones skipped), and nil
+// when the stream does not exist.
+func StreamMsgs(t testing.TB, js jetstream.JetStream, stream string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("natstest: stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatalf("natstest: stream %s info: %v", stream, err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("natstest: stream %s seq %d: %v", stream, seq, err)
+		}
+		out = append(out, m)
+	}
+	return out
 }
