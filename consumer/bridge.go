@@ -60,7 +60,6 @@ type Bridge struct {
 	cc       jetstream.ConsumeContext
 	paused   bool
 	stopping bool
-	rnd      *rand.Rand
 
 	recovering   map[string]*recovering
 	recoverBySeq map[uint64]*recovering
@@ -111,7 +110,6 @@ func New(js jetstream.JetStream, jm JobManager, cfg Config) (*Bridge, error) {
 		recovering:   map[string]*recovering{},
 		recoverBySeq: map[uint64]*recovering{},
 		settledKeys:  map[string]bool{},
-		rnd:          rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x6c62)),
 	}
 	empty := []BatchInfo{}
 	b.snapshot.Store(&empty)
@@ -352,11 +350,12 @@ func (b *Bridge) heartbeat() {
 // post hands a closure to the loop. Workers call it once per result.
 func (b *Bridge) post(fn func()) { b.results <- fn }
 
-// jitter spreads d by ±PollJitter.
+// jitter spreads d by ±PollJitter. It is called from the loop and from submit workers, so it uses
+// the goroutine-safe top-level source.
 func (b *Bridge) jitter(d time.Duration) time.Duration {
 	j := b.cfg.PollJitter
 	if j == 0 {
 		return d
 	}
-	return time.Duration(float64(d) * (1 - j + 2*j*b.rnd.Float64()))
+	return time.Duration(float64(d) * (1 - j + 2*j*rand.Float64()))
 }
