@@ -272,6 +272,7 @@ func TestTechnicalFailureResubmittedAsNewBatchWhenOptedIn(t *testing.T) {
 	ev2 := event(schemas.TypeLessonCreated, "L-2", "")
 	h.publish("m1", ev2)
 	os = h.waitEvents(2, 5*time.Second)
+	h.waitDrained(5 * time.Second) // dead letters come after the outcome, before the Term
 	o := os[1].Data
 	assert.Equal(t, schemas.ReasonImportFailed, o.Reason)
 	assert.Equal(t, schemas.ErrorClassTechnical, o.ErrorClass)
