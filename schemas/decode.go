@@ -156,19 +156,20 @@ const (
 
 func (d *decoder) decode(mandator string) *LessonChange {
 	raw := d.raw
-	if !json.Valid(raw) {
-		d.syntaxError()
-		return nil
-	}
 	i := skipSpace(raw, 0)
-	if raw[i] != '{' {
-		d.wrongType("(body)", span{i, valueEnd(raw, i)}, "a JSON object")
+	if i == len(raw) || raw[i] != '{' {
+		end := checkValue(raw, i, 0)
+		if end < 0 || skipSpace(raw, end) != len(raw) {
+			d.syntaxError()
+		} else {
+			d.wrongType("(body)", span{i, end}, "a JSON object")
+		}
 		return nil
 	}
-	d.body = string(raw)
 
+	// One pass finds the envelope's members and checks the whole body's syntax.
 	var env [nEnvelope]span
-	m := newMembers(raw, span{i, valueEnd(raw, i)})
+	m := checkedMembers{b: raw, i: i + 1, depth: 1}
 	for {
 		key, val, ok := m.next()
 		if !ok {
@@ -199,6 +200,11 @@ func (d *decoder) decode(mandator string) *LessonChange {
 			env[f] = val
 		}
 	}
+	if m.end < 0 || skipSpace(raw, m.end) != len(raw) {
+		d.syntaxError()
+		return nil
+	}
+	d.body = string(raw)
 
 	ev := &event{}
 	e := &ev.LessonChange
@@ -419,6 +425,9 @@ func (d *decoder) wrongType(field string, s span, want string) {
 	d.fail(field, b.String(), "must be "+want+", not "+jsonKind(d.raw[s.lo]))
 }
 
+// syntaxError reports a body that is not valid JSON. It is called only once the scanner
+// has found that, and takes the message and offset from encoding/json, so that they are
+// json.Unmarshal's own.
 func (d *decoder) syntaxError() {
 	var v struct{}
 	err := json.Unmarshal(d.raw, &v)
