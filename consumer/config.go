@@ -92,6 +92,9 @@ type Hooks struct {
 	// AfterSubmit runs after JobManager accepted a batch and before the ledger records that. A
 	// non-nil error abandons the batch there, as a crash would: no ledger update, no result.
 	AfterSubmit func(batchID string) error
+	// AfterOutcome runs after a batch's outcome was confirmed and before its dead letters and acks.
+	// A non-nil error abandons the batch there, as a crash would.
+	AfterOutcome func(batchKey string) error
 }
 
 // Defaults returns c with every zero field set to its default.

@@ -30,8 +30,35 @@ type record struct {
 	SubmittedAt time.Time      `json:"submittedAt,omitzero"`
 	AcceptedAt  time.Time      `json:"acceptedAt,omitzero"`
 	Attempts    int            `json:"attempts,omitempty"`
-	// Outcome is set once the batch is settling: a restart finishes it with this outcome.
-	Outcome *schemas.Outcome `json:"outcome,omitempty"`
+	// Verdict is set once the batch is settling: a restart finishes it with the same outcome.
+	Verdict *verdict `json:"verdict,omitempty"`
+}
+
+// verdict is what a settling batch's outcome says beyond what the batch itself holds (its JobIDs,
+// lessons and events): enough to publish the same outcome again after a crash. Its id is the batch
+// key, so a repeat is de-duplicated by JetStream.
+type verdict struct {
+	Reason        string    `json:"reason,omitempty"`
+	ErrorClass    string    `json:"errorClass,omitempty"`
+	ImportStatus  string    `json:"importStatus,omitempty"`
+	ErrorMessages []string  `json:"errorMessages,omitempty"`
+	LessonCount   int       `json:"lessonCount"`
+	Polls         int       `json:"polls"`
+	FinishedAt    time.Time `json:"finishedAt"`
+}
+
+func verdictOf(o *schemas.Outcome) *verdict {
+	d := o.Data
+	return &verdict{Reason: d.Reason, ErrorClass: d.ErrorClass, ImportStatus: d.ImportStatus,
+		ErrorMessages: d.ErrorMessages, LessonCount: d.LessonCount, Polls: d.Polls, FinishedAt: d.FinishedAt}
+}
+
+// outcome rebuilds the outcome of a settling batch from its verdict.
+func (v *verdict) outcome(bt *batch) *schemas.Outcome {
+	bt.polls, bt.lessonCount = v.Polls, v.LessonCount
+	o := outcomeFor(bt, v.Reason, v.ErrorClass, v.ImportStatus, v.ErrorMessages)
+	o.Time, o.Data.FinishedAt = v.FinishedAt, v.FinishedAt
+	return o
 }
 
 // recordJob is a job by JobID and the stream sequences of its lessons' effective events, in order.
@@ -419,8 +446,8 @@ func (b *Bridge) resume(workCtx context.Context, rc *recovering) {
 		}
 	}
 	switch {
-	case bt.state == stateSettling && r.Outcome != nil:
-		b.settle(workCtx, bt, r.Outcome)
+	case bt.state == stateSettling && r.Verdict != nil:
+		b.settle(workCtx, bt, r.Verdict.outcome(bt))
 	case bt.state == stateAccepted:
 		bt.log.Info("resuming an accepted batch: polling, never resubmitting", zap.Int("events", len(bt.items)))
 		b.schedulePoll(bt, b.now(), 0)

@@ -202,3 +202,35 @@ func TestShutdownNaksUnsubmittedMessages(t *testing.T) {
 	assert.Equal(t, 3, n)
 	assert.Zero(t, h.sim.Submits())
 }
+
+// TestCrashWhileSettlingFinishesTheSameOutcome: a crash after the outcome was published but before
+// the acks. The restart finishes the batch from its settling record: no resubmit, no second outcome.
+func TestCrashWhileSettlingFinishesTheSameOutcome(t *testing.T) {
+	h := newHarness(t, jobmanagertest.Config{Resources: []string{"Raum 1.01"}}, func(c *Config) { c.AckWait = 500 * time.Millisecond })
+	abandoned := make(chan string, 1)
+	h.cfg.Hooks.AfterOutcome = func(key string) error {
+		abandoned <- key
+		return errors.New("simulated crash")
+	}
+	h.start()
+	good, bad := event(schemas.TypeLessonCreated, "L-1", ""), event(schemas.TypeLessonCreated, "L-2", "")
+	bad.Data.Resource = "Besenkammer" // the batch fails: dead letters must follow after the restart
+	h.publish("m1", good, bad)
+	key := <-abandoned
+	h.crash()
+	require.Len(t, h.outcomes(), 1, "the outcome was published before the crash")
+	require.Empty(t, deadLetters(h))
+	submits := h.sim.Submits()
+
+	h.cfg.Hooks.AfterOutcome = nil
+	h.start()
+	h.waitDrained(10 * time.Second)
+	require.Eventually(t, func() bool { return len(deadLetters(h)) == 2 }, 5*time.Second, 10*time.Millisecond)
+	os := h.outcomes()
+	require.Len(t, os, 1, "the repeat of the outcome was de-duplicated")
+	assert.Equal(t, key, os[0].ID)
+	assert.Equal(t, schemas.ReasonImportFailed, os[0].Data.Reason)
+	assert.Equal(t, submits, h.sim.Submits(), "a settling batch is never resubmitted")
+	keys, _ := h.bridge.topo.ledger.Keys(context.Background())
+	assert.Empty(t, keys)
+}

@@ -104,7 +104,7 @@ func (b *Bridge) settle(workCtx context.Context, bt *batch, o *schemas.Outcome) 
 	}
 	items := bt.items
 	rec := bt.record()
-	rec.Outcome = o
+	rec.Verdict = verdictOf(o)
 	key, rev := bt.key, bt.ledgerRev
 	b.workers.Add(1)
 	go func() {
@@ -127,6 +127,12 @@ func (b *Bridge) settle(workCtx context.Context, bt *batch, o *schemas.Outcome) 
 			return b.pub.PublishOutcome(ctx, o)
 		}); err != nil {
 			return // shutting down before NATS confirmed: the ledger resumes the batch
+		}
+		if h := b.cfg.Hooks.AfterOutcome; h != nil {
+			if err := h(key); err != nil {
+				bt.log.Warn("batch abandoned by hook after its outcome", zap.Error(err))
+				return
+			}
 		}
 		final := ackAck
 		if d.Status == schemas.StatusFailed {
