@@ -14,8 +14,12 @@
 //	poller     one timer heap for all batches: PollSchedule with jitter, Retry-After, 404 grace, PollTimeout
 //	settle     outcome confirmed -> dead letters (failed) -> Ack / Term -> gate released -> record deleted
 //	heartbeat  InProgress for every held message every Heartbeat (AckWait/3)
-//	recovery   at start, open ledger records: accepted batches resume polling (never resubmitted),
-//	           recorded ones are resubmitted with their JobIDs (in_doubt if JobManager names them duplicates)
+//	recovery   open ledger records (at start, or re-read when an unknown redelivery arrives: a takeover):
+//	           accepted batches resume polling (never resubmitted), recorded ones are resubmitted with
+//	           their JobIDs (in_doubt if JobManager names them duplicates), settling ones finish their
+//	           stored verdict; a record goes only when the consumer's ack floor covers its messages
+//	barrier    when messages start arriving, everything is parked until the messages another (dead)
+//	           instance held are back, then admitted in stream order: per-lesson order across crashes
 //
 // The package parses no flags and reads no environment: cmd/lessonbridge does that.
 package consumer
