@@ -233,8 +233,7 @@ func TestNothingAckedBeforeTerminalAndHeldPastAckWait(t *testing.T) {
 	for i := range 5 {
 		h.publish("m1", event(schemas.TypeLessonCreated, fmt.Sprintf("L-%d", i), ""))
 	}
-	require.Eventually(t, func() bool { return len(h.bridge.Batches()) == 1 && h.bridge.Batches()[0].Polls >= 2 },
-		5*time.Second, 10*time.Millisecond)
+	h.waitPolled(2)
 	// Hold the batch for three AckWaits: heartbeats must keep every message alive, nothing acked.
 	for range 6 {
 		time.Sleep(200 * time.Millisecond) // observing that nothing happens over time; there is no event to await
@@ -286,10 +285,7 @@ func TestNATSRestartWhileBatchInFlight(t *testing.T) {
 	h.start()
 	evs := []*schemas.LessonChange{event(schemas.TypeLessonCreated, "L-1", ""), event(schemas.TypeLessonCreated, "L-2", "")}
 	h.publish("m1", evs...)
-	require.Eventually(t, func() bool {
-		bs := h.bridge.Batches()
-		return len(bs) == 1 && bs[0].Polls > 0
-	}, 5*time.Second, 5*time.Millisecond)
+	h.waitPolled(1)
 	h.srv.Restart()
 	h.sim.Hold(false)
 	os := h.waitEvents(2, 15*time.Second)

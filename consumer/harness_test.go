@@ -172,6 +172,15 @@ func (h *harness) consumerInfo() *jetstream.ConsumerInfo {
 	return info
 }
 
+// waitPolled waits until the bridge works on exactly one batch, accepted and polled at least polls times.
+func (h *harness) waitPolled(polls int) {
+	h.t.Helper()
+	require.Eventually(h.t, func() bool {
+		bs := h.bridge.Batches()
+		return len(bs) == 1 && bs[0].BatchID != "" && bs[0].Polls >= polls
+	}, 5*time.Second, 5*time.Millisecond, "no accepted batch polled %d times", polls)
+}
+
 // waitDrained waits until the consumer has nothing pending or unacknowledged.
 func (h *harness) waitDrained(timeout time.Duration) {
 	h.t.Helper()

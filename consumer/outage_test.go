@@ -70,8 +70,7 @@ func TestJobManagerOutageIsRiddenOut(t *testing.T) {
 	h.sim.Hold(true)
 	h.start()
 	h.publish("m1", event(schemas.TypeLessonCreated, "L-1", ""))
-	require.Eventually(t, func() bool { bs := h.bridge.Batches(); return len(bs) == 1 && bs[0].Polls > 0 },
-		5*time.Second, 5*time.Millisecond)
+	h.waitPolled(1)
 
 	addr := fs.addr
 	fs.down() // polls of the accepted batch fail from now on

@@ -130,10 +130,7 @@ func TestRestartResumesAcceptedBatchWithoutResubmit(t *testing.T) {
 	h.start()
 	evs := []*schemas.LessonChange{event(schemas.TypeLessonCreated, "L-1", ""), event(schemas.TypeLessonCreated, "L-2", "")}
 	h.publish("m1", evs...)
-	require.Eventually(t, func() bool {
-		bs := h.bridge.Batches()
-		return len(bs) == 1 && bs[0].BatchID != "" && bs[0].Polls > 0
-	}, 5*time.Second, 10*time.Millisecond)
+	h.waitPolled(1)
 	h.crash()
 	require.Empty(t, h.outcomes())
 	submits := h.sim.Submits()
