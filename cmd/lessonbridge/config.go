@@ -206,16 +206,17 @@ func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
 		}
 		return d
 	}
-	atLeastOne := func(name, v string) int {
+	atLeast := func(min int, name, v, why string) int {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		switch {
 		case err != nil:
 			bad(name, v, "not an integer")
-		case n < 1:
-			bad(name, v, "must be at least 1")
+		case n < min:
+			bad(name, v, why)
 		}
 		return n
 	}
+	atLeastOne := func(name, v string) int { return atLeast(1, name, v, "must be at least 1") }
 	name := func(flagName, v string) string {
 		if !flagNameRE.MatchString(v) {
 			bad(flagName, v, "must be 1-255 letters, digits, '-' or '_'")
@@ -264,11 +265,7 @@ func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
 	c.AckWait = positive("ack-wait", f.AckWait)
 	c.MaxHeld = atLeastOne("max-held", f.MaxHeld)
 	c.ShutdownGrace = positive("shutdown-grace", f.ShutdownGrace)
-	if n, err := strconv.Atoi(strings.TrimSpace(f.TechRetries)); err != nil || n < 0 {
-		bad("technical-retries", f.TechRetries, "must be a whole number, 0 or more")
-	} else {
-		c.TechnicalRetries = n
-	}
+	c.TechnicalRetries = atLeast(0, "technical-retries", f.TechRetries, "must be a whole number, 0 or more")
 	c.TechnicalRetryDelay = positive("technical-retry-delay", f.TechRetryDelay)
 	for _, m := range strings.Split(f.Mandators, ",") {
 		m = strings.TrimSpace(m)
