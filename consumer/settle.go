@@ -22,20 +22,22 @@ func outcomeFor(bt *batch, reason, class, importStatus string, msgs []string) *s
 		status = schemas.StatusFailed
 	}
 	d := schemas.OutcomeData{
-		Status:        status,
-		Reason:        reason,
-		BatchID:       bt.batchID,
-		Mandator:      bt.mandator,
-		Action:        bt.action,
-		ImportStatus:  importStatus,
-		ErrorMessages: append([]string{}, msgs...),
-		ErrorClass:    class,
-		JobIDs:        bt.jobIDs(),
-		LessonCount:   bt.lessonCount,
-		LessonIDs:     make([]string, 0, len(bt.lessons)),
-		EventIDs:      make([]string, 0, len(bt.items)),
-		SubmittedAt:   bt.submittedAt,
-		Polls:         bt.polls,
+		Status:               status,
+		Reason:               reason,
+		BatchID:              bt.batchID,
+		Mandator:             bt.mandator,
+		Action:               bt.action,
+		ImportStatus:         importStatus,
+		ErrorMessages:        append([]string{}, msgs...),
+		ErrorClass:           class,
+		JobIDs:               bt.jobIDs(),
+		LessonCount:          bt.lessonCount,
+		LessonIDs:            make([]string, 0, len(bt.lessons)),
+		EventIDs:             make([]string, 0, len(bt.items)),
+		ResubmittedEventIDs:  []string{},
+		ResubmittedLessonIDs: []string{},
+		SubmittedAt:          bt.submittedAt,
+		Polls:                bt.polls,
 	}
 	if d.LessonCount == 0 {
 		d.LessonCount = bt.lessonCountLocal()

@@ -117,21 +117,26 @@ type Outcome struct {
 
 // OutcomeData is the data member of an outcome event. Slices are never nil when encoded by NewOutcome.
 type OutcomeData struct {
-	Status        string    `json:"status"`
-	Reason        string    `json:"reason"`
-	BatchID       string    `json:"batchId"`
-	Mandator      string    `json:"mandator"`
-	Action        Action    `json:"action"`
-	ImportStatus  string    `json:"importStatus"`
-	ErrorMessages []string  `json:"errorMessages"`
-	ErrorClass    string    `json:"errorClass"`
-	JobIDs        []string  `json:"jobIds"`
-	LessonCount   int       `json:"lessonCount"`
-	LessonIDs     []string  `json:"lessonIds"`
-	EventIDs      []string  `json:"eventIds"`
-	SubmittedAt   time.Time `json:"submittedAt,omitzero"`
-	FinishedAt    time.Time `json:"finishedAt"`
-	Polls         int       `json:"polls"`
+	Status        string   `json:"status"`
+	Reason        string   `json:"reason"`
+	BatchID       string   `json:"batchId"`
+	Mandator      string   `json:"mandator"`
+	Action        Action   `json:"action"`
+	ImportStatus  string   `json:"importStatus"`
+	ErrorMessages []string `json:"errorMessages"`
+	ErrorClass    string   `json:"errorClass"`
+	JobIDs        []string `json:"jobIds"`
+	LessonCount   int      `json:"lessonCount"`
+	LessonIDs     []string `json:"lessonIds"`
+	EventIDs      []string `json:"eventIds"`
+	// ResubmittedEventIDs and ResubmittedLessonIDs (contract 4, 4a) name the events and lessons of
+	// this JobManager batch that were not at fault and went on into a later batch. Never nil in an
+	// outcome the bridge publishes: present, possibly empty.
+	ResubmittedEventIDs  []string  `json:"resubmittedEventIds"`
+	ResubmittedLessonIDs []string  `json:"resubmittedLessonIds"`
+	SubmittedAt          time.Time `json:"submittedAt,omitzero"`
+	FinishedAt           time.Time `json:"finishedAt"`
+	Polls                int       `json:"polls"`
 }
 
 // Dead-letter headers (contract section 5).
