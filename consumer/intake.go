@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/lessonbridge/lessonbridge/publisher"
 	"github.com/lessonbridge/lessonbridge/schemas"
 )
 
@@ -23,6 +24,7 @@ type item struct {
 	reply       string
 	data        []byte // the original body, invalid events only
 	seq         uint64
+	stored      time.Time // when the stream stored the message: with seq it identifies the message
 	subject     string
 	mandator    string                // "" when the subject names no valid mandator
 	ev          *schemas.LessonChange // nil when invalid
@@ -31,7 +33,7 @@ type item struct {
 }
 
 // invalidMandator is the dead-letter subject token for events whose subject names no valid mandator.
-const invalidMandator = "_invalid"
+const invalidMandator = publisher.InvalidMandator
 
 // onMsg is the Consume callback: decode and hand over, never block.
 func (b *Bridge) onMsg(msg jetstream.Msg) {
@@ -49,6 +51,7 @@ func (b *Bridge) decode(msg jetstream.Msg) *item {
 	it := &item{reply: msg.Reply(), subject: msg.Subject()}
 	if md, err := msg.Metadata(); err == nil {
 		it.seq = md.Sequence.Stream
+		it.stored = md.Timestamp
 		it.redelivered = md.NumDelivered > 1
 	}
 	m, ok := strings.CutPrefix(it.subject, b.cfg.ChangesPrefix+".")

@@ -80,7 +80,7 @@ func TestPoisonEventsAreDeadLetteredWhileValidOnesFlow(t *testing.T) {
 	}
 	for _, d := range dls {
 		if d.Header.Get(schemas.HeaderSubject) == "lessons.changes.m1.extra" {
-			assert.Equal(t, "lessons.deadletter._invalid", d.Subject, "a subject without a valid mandator")
+			assert.Equal(t, "lessons.deadletter._invalid.mandator", d.Subject, "a subject without a valid mandator")
 		}
 	}
 }

@@ -75,6 +75,7 @@ func deadLetterFor(it *item, body []byte, mandator, reason, errText, batchID str
 		BatchID:   batchID,
 		Subject:   it.subject,
 		StreamSeq: it.seq,
+		StoredAt:  it.stored,
 	}
 }
 

@@ -348,11 +348,18 @@ func (p *Publisher) PublishOutcome(ctx context.Context, o *schemas.Outcome) (*je
 	return p.publish(ctx, &nats.Msg{Subject: subj, Data: body}, o.ID)
 }
 
+// InvalidMandator is the DeadLetter.Mandator for events whose subject names no valid mandator: they
+// go to <DeadLetter>._invalid.mandator (contract section 5), two tokens after the prefix, so the subject
+// can never be a mandator's own dead-letter subject.
+const InvalidMandator = "_invalid.mandator"
+
 // DeadLetter is an event the bridge will not import (contract section 5).
 type DeadLetter struct {
-	// Mandator picks the subject <DeadLetter>.<Mandator>.
+	// Mandator picks the subject <DeadLetter>.<Mandator>; InvalidMandator for an event whose subject
+	// names no valid mandator.
 	Mandator string
-	// Body is the original message's bytes, published as they are.
+	// Body is the original message's bytes, published as they are (cut when too large, see
+	// PublishDeadLetter).
 	Body []byte
 	// Reason is invalid_event or an outcome reason; required.
 	Reason string
@@ -363,16 +370,30 @@ type DeadLetter struct {
 	// Subject and StreamSeq say where the original came from; both required.
 	Subject   string
 	StreamSeq uint64
+	// StoredAt is when the input stream stored the original (jetstream.MsgMetadata.Timestamp);
+	// required. With Subject and StreamSeq it identifies the message even when the input stream was
+	// deleted and re-created and its sequences started again at 1.
+	StoredAt time.Time
+}
+
+// MsgID is the dead letter's Nats-Msg-Id: "lessonbridge-dl-<Subject>-<StreamSeq>-<StoredAt in Unix
+// nanoseconds>". A repeat after a crash has the same id and is de-duplicated; another message never has it.
+func (dl DeadLetter) MsgID() string {
+	return "lessonbridge-dl-" + sanitize(dl.Subject, 0) + "-" + strconv.FormatUint(dl.StreamSeq, 10) + "-" +
+		strconv.FormatInt(dl.StoredAt.UnixNano(), 10)
 }
 
 // PublishDeadLetter publishes dl.Body to <DeadLetter>.<mandator> with the headers Lessonbridge-Reason,
-// -Error, -Batch-Id (omitted when empty), -Subject and -Stream-Seq and Nats-Msg-Id
-// "lessonbridge-dl-<Subject>-<StreamSeq>", so that a repeat after a crash is de-duplicated, and
-// returns after JetStream confirmed it. Header values have control characters (newlines included)
-// replaced by spaces; Error is cut to 4 KiB.
+// -Error, -Batch-Id (omitted when empty), -Subject and -Stream-Seq and Nats-Msg-Id dl.MsgID(), so
+// that a repeat after a crash is de-duplicated, and returns after JetStream confirmed it. Header values
+// have control characters (newlines included) replaced by spaces; Error is cut to 4 KiB. A message too
+// large for the server's max_payload keeps its headers and a cut body, with Lessonbridge-Truncated
+// naming the original size: a dead letter never fails for its size.
 func (p *Publisher) PublishDeadLetter(ctx context.Context, dl DeadLetter) (*jetstream.PubAck, error) {
-	if err := checkMandator(dl.Mandator); err != nil {
-		return nil, err
+	if dl.Mandator != InvalidMandator {
+		if err := checkMandator(dl.Mandator); err != nil {
+			return nil, err
+		}
 	}
 	if dl.Reason == "" {
 		return nil, fmt.Errorf("publisher: %w: dead letter without reason", ErrInvalid)
@@ -381,18 +402,48 @@ func (p *Publisher) PublishDeadLetter(ctx context.Context, dl DeadLetter) (*jets
 		return nil, fmt.Errorf("publisher: %w: dead letter needs the original subject and stream sequence (got %q, %d)",
 			ErrInvalid, dl.Subject, dl.StreamSeq)
 	}
+	if dl.StoredAt.IsZero() {
+		return nil, fmt.Errorf("publisher: %w: dead letter of %s seq %d needs the original's stream timestamp (StoredAt)",
+			ErrInvalid, dl.Subject, dl.StreamSeq)
+	}
 	h := nats.Header{}
 	h.Set(schemas.HeaderReason, sanitize(dl.Reason, 0))
 	h.Set(schemas.HeaderError, sanitize(dl.Error, maxErrorHeader))
 	if dl.BatchID != "" {
 		h.Set(schemas.HeaderBatchID, sanitize(dl.BatchID, 0))
 	}
-	subject := sanitize(dl.Subject, 0)
-	seq := strconv.FormatUint(dl.StreamSeq, 10)
-	h.Set(schemas.HeaderSubject, subject)
-	h.Set(schemas.HeaderStreamSeq, seq)
-	msg := &nats.Msg{Subject: p.subjects.DeadLetter + "." + dl.Mandator, Data: dl.Body, Header: h}
-	return p.publish(ctx, msg, "lessonbridge-dl-"+subject+"-"+seq)
+	h.Set(schemas.HeaderSubject, sanitize(dl.Subject, 0))
+	h.Set(schemas.HeaderStreamSeq, strconv.FormatUint(dl.StreamSeq, 10))
+	id := dl.MsgID()
+	body := dl.Body
+	if limit := p.js.Conn().MaxPayload(); limit > 0 {
+		h.Set(jetstream.MsgIDHeader, id)
+		h.Set(schemas.HeaderTruncated, strconv.Itoa(len(body)))
+		room := int(limit) - headerSize(h) - truncateSlack
+		if len(body) > room {
+			body = body[:max(room, 0)]
+		} else {
+			h.Del(schemas.HeaderTruncated)
+		}
+	}
+	msg := &nats.Msg{Subject: p.subjects.DeadLetter + "." + dl.Mandator, Data: body, Header: h}
+	return p.publish(ctx, msg, id)
+}
+
+// truncateSlack is room left below max_payload for what the client adds to a message's size beyond
+// the headers headerSize counts.
+const truncateSlack = 64
+
+// headerSize is the size of h as the NATS protocol encodes it ("NATS/1.0\r\n", "Key: value\r\n" per
+// value, "\r\n").
+func headerSize(h nats.Header) int {
+	n := len("NATS/1.0\r\n") + len("\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(": ") + len(v) + len("\r\n")
+		}
+	}
+	return n
 }
 
 // sanitize makes s a single-line header value: invalid UTF-8 and control characters become spaces,

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -152,13 +153,16 @@ func TestPublishOutcome(t *testing.T) {
 	}
 }
 
+// storedAt is a stream timestamp for dead letters in tests.
+var storedAt = time.Date(2025, 12, 22, 16, 0, 0, 123456789, time.UTC)
+
 func TestPublishDeadLetter(t *testing.T) {
 	js, p := setup(t)
 	body := []byte(`{"specversion":"1.0","id":"x"}`)
 	longErr := "line one\nline two\r\x00" + strings.Repeat("ä", 3000)
 	dl := publisher.DeadLetter{
 		Mandator: "zh-kanti", Body: body, Reason: schemas.ReasonInvalidEvent, Error: longErr,
-		Subject: "lessons.changes.zh-kanti", StreamSeq: 42,
+		Subject: "lessons.changes.zh-kanti", StreamSeq: 42, StoredAt: storedAt,
 	}
 	ack, err := p.PublishDeadLetter(t.Context(), dl)
 	require.NoError(t, err)
@@ -167,7 +171,9 @@ func TestPublishDeadLetter(t *testing.T) {
 	m := lastMsg(t, js, "LESSON_DEADLETTER")
 	assert.Equal(t, "lessons.deadletter.zh-kanti", m.Subject)
 	assert.Equal(t, body, m.Data)
-	assert.Equal(t, "lessonbridge-dl-lessons.changes.zh-kanti-42", m.Header.Get(jetstream.MsgIDHeader))
+	assert.Equal(t, "lessonbridge-dl-lessons.changes.zh-kanti-42-1766419200123456789", m.Header.Get(jetstream.MsgIDHeader))
+	_, truncated := m.Header[schemas.HeaderTruncated]
+	assert.False(t, truncated, "a body that fits is not marked truncated")
 	assert.Equal(t, schemas.ReasonInvalidEvent, m.Header.Get(schemas.HeaderReason))
 	assert.Equal(t, "lessons.changes.zh-kanti", m.Header.Get(schemas.HeaderSubject))
 	assert.Equal(t, "42", m.Header.Get(schemas.HeaderStreamSeq))
@@ -241,7 +247,7 @@ func TestRejectsBadArguments(t *testing.T) {
 		return &o
 	}
 	dl := func(f func(d *publisher.DeadLetter)) publisher.DeadLetter {
-		d := publisher.DeadLetter{Mandator: "m", Reason: "invalid_event", Subject: "lessons.changes.m", StreamSeq: 1}
+		d := publisher.DeadLetter{Mandator: "m", Reason: "invalid_event", Subject: "lessons.changes.m", StreamSeq: 1, StoredAt: storedAt}
 		f(&d)
 		return d
 	}
@@ -289,6 +295,14 @@ func TestRejectsBadArguments(t *testing.T) {
 			_, err := p.PublishDeadLetter(ctx, dl(func(d *publisher.DeadLetter) { d.StreamSeq = 0 }))
 			return err
 		}, "stream sequence"},
+		{"deadletter stored at", func() error {
+			_, err := p.PublishDeadLetter(ctx, dl(func(d *publisher.DeadLetter) { d.StoredAt = time.Time{} }))
+			return err
+		}, "StoredAt"},
+		{"deadletter mandator with a dot", func() error {
+			_, err := p.PublishDeadLetter(ctx, dl(func(d *publisher.DeadLetter) { d.Mandator = "_invalid.other" }))
+			return err
+		}, `"_invalid.other"`},
 		{"batch with one bad mandator", func() error {
 			return p.PublishChanges(ctx, []publisher.RawChange{{Mandator: "m", ID: "1"}, {Mandator: "m m", ID: "2"}}, 0, nil)
 		}, `"m m"`},
@@ -333,7 +347,7 @@ func TestWithSubjects(t *testing.T) {
 	require.NoError(t, err)
 	_, err = p.PublishOutcome(t.Context(), sampleOutcome(schemas.StatusFailed))
 	require.NoError(t, err)
-	_, err = p.PublishDeadLetter(t.Context(), publisher.DeadLetter{Mandator: "m", Reason: "r", Subject: "acme.in.m", StreamSeq: 1})
+	_, err = p.PublishDeadLetter(t.Context(), publisher.DeadLetter{Mandator: "m", Reason: "r", Subject: "acme.in.m", StreamSeq: 1, StoredAt: storedAt})
 	require.NoError(t, err)
 
 	st, err := js.Stream(t.Context(), "ACME")
@@ -364,7 +378,7 @@ func TestNoStreamFailsFast(t *testing.T) {
 		{"change", func() error { _, err := p.PublishRawChange(ctx, "m", "1", []byte("{}")); return err }},
 		{"outcome", func() error { _, err := p.PublishOutcome(ctx, sampleOutcome(schemas.StatusSucceeded)); return err }},
 		{"deadletter", func() error {
-			_, err := p.PublishDeadLetter(ctx, publisher.DeadLetter{Mandator: "m", Reason: "r", Subject: "s", StreamSeq: 1})
+			_, err := p.PublishDeadLetter(ctx, publisher.DeadLetter{Mandator: "m", Reason: "r", Subject: "s", StreamSeq: 1, StoredAt: storedAt})
 			return err
 		}},
 		{"changes", func() error { return p.PublishChanges(ctx, publisher.SampleEvents(50, "m", 1, 0), 8, nil) }},
@@ -391,4 +405,70 @@ func TestPublishChangesStopsOnCancel(t *testing.T) {
 	})
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Less(t, seen.Load(), int64(5000))
+}
+
+// TestDeadLetterIDSurvivesStreamRecreation is issue 9 finding 11: after the input stream is deleted and
+// re-created its sequences start again at 1, and a dead letter of a new message at an old sequence was
+// dropped by the dead-letter stream as a duplicate of the old letter (id from subject and sequence only).
+func TestDeadLetterIDSurvivesStreamRecreation(t *testing.T) {
+	js, p := setup(t)
+	old := publisher.DeadLetter{Mandator: "m", Reason: schemas.ReasonInvalidEvent, Error: "old", Body: []byte("old"),
+		Subject: "lessons.changes.m", StreamSeq: 1, StoredAt: storedAt}
+	ack, err := p.PublishDeadLetter(t.Context(), old)
+	require.NoError(t, err)
+	require.False(t, ack.Duplicate)
+
+	again, err := p.PublishDeadLetter(t.Context(), old)
+	require.NoError(t, err)
+	assert.True(t, again.Duplicate, "the same message dead-lettered twice (a crash in between) is de-duplicated")
+
+	recreated := old
+	recreated.Body, recreated.Error, recreated.StoredAt = []byte("new"), "new", storedAt.Add(time.Hour)
+	ack, err = p.PublishDeadLetter(t.Context(), recreated)
+	require.NoError(t, err)
+	assert.False(t, ack.Duplicate, "another message at the same subject and sequence is not a duplicate")
+	assert.Equal(t, []byte("new"), lastMsg(t, js, "LESSON_DEADLETTER").Data)
+	assert.NotEqual(t, old.MsgID(), recreated.MsgID())
+}
+
+func TestDeadLetterInvalidMandatorSubject(t *testing.T) {
+	js, p := setup(t)
+	_, err := p.PublishDeadLetter(t.Context(), publisher.DeadLetter{Mandator: publisher.InvalidMandator,
+		Reason: schemas.ReasonInvalidEvent, Error: "no mandator", Subject: "lessons.changes", StreamSeq: 3, StoredAt: storedAt})
+	require.NoError(t, err)
+	assert.Equal(t, "lessons.deadletter._invalid.mandator", lastMsg(t, js, "LESSON_DEADLETTER").Subject)
+}
+
+// TestDeadLetterTooLarge is issue 9 finding 2's trigger: a dead letter larger than the server's
+// max_payload failed on every try (and was retried forever). Now it is published with its headers, a
+// cut body and Lessonbridge-Truncated (contract section 5).
+func TestDeadLetterTooLarge(t *testing.T) {
+	s := natstest.StartWith(t, func(o *server.Options) { o.MaxPayload = 8 << 10 })
+	_, js := s.Connect()
+	_, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "LESSON_DEADLETTER",
+		Subjects: []string{"lessons.deadletter.>"}, Storage: jetstream.MemoryStorage})
+	require.NoError(t, err)
+	p, err := publisher.New(js)
+	require.NoError(t, err)
+
+	body := []byte(strings.Repeat("x", 20<<10))
+	dl := publisher.DeadLetter{Mandator: "m", Reason: schemas.ReasonImportFailed, Error: strings.Repeat("e", 5000),
+		BatchID: "77", Body: body, Subject: "lessons.changes.m", StreamSeq: 9, StoredAt: storedAt}
+	_, err = p.PublishDeadLetter(t.Context(), dl)
+	require.NoError(t, err)
+	m := lastMsg(t, js, "LESSON_DEADLETTER")
+	assert.Equal(t, "20480", m.Header.Get(schemas.HeaderTruncated))
+	assert.Equal(t, "77", m.Header.Get(schemas.HeaderBatchID))
+	assert.Equal(t, schemas.ReasonImportFailed, m.Header.Get(schemas.HeaderReason))
+	assert.NotEmpty(t, m.Data)
+	assert.Less(t, len(m.Data), len(body))
+	assert.Equal(t, body[:len(m.Data)], m.Data, "the body is cut, not changed")
+
+	// A body that fits exactly as it is stays whole on the same server.
+	dl.Body, dl.StreamSeq = []byte(strings.Repeat("y", 1000)), 10
+	_, err = p.PublishDeadLetter(t.Context(), dl)
+	require.NoError(t, err)
+	m = lastMsg(t, js, "LESSON_DEADLETTER")
+	assert.Len(t, m.Data, 1000)
+	assert.Empty(t, m.Header.Get(schemas.HeaderTruncated))
 }

@@ -146,4 +146,7 @@ const (
 	HeaderBatchID   = "Lessonbridge-Batch-Id"
 	HeaderSubject   = "Lessonbridge-Subject"
 	HeaderStreamSeq = "Lessonbridge-Stream-Seq"
+	// HeaderTruncated is set on a dead letter whose original body was too large for the server's
+	// max_payload: the original size in bytes (the body is then cut).
+	HeaderTruncated = "Lessonbridge-Truncated"
 )

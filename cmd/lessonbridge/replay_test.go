@@ -208,15 +208,15 @@ func TestReplayWithoutBridge(t *testing.T) {
 	require.NoError(t, err)
 	dls := []publisher.DeadLetter{
 		{Mandator: "zh-kanti", Body: []byte(`{"id":"a1"}`), Reason: schemas.ReasonImportFailed, BatchID: "12345",
-			Error: "Fehler: Ressource 'Raum X' nicht gefunden\nzweite Zeile", Subject: "lessons.changes.zh-kanti", StreamSeq: 11},
+			Error: "Fehler: Ressource 'Raum X' nicht gefunden\nzweite Zeile", Subject: "lessons.changes.zh-kanti", StreamSeq: 11, StoredAt: time.Now()},
 		{Mandator: "zh-kanti", Body: []byte(`{"id":"r1"}`), Reason: schemas.ReasonRejected, Error: "422",
-			Subject: "lessons.changes.zh-kanti", StreamSeq: 12},
+			Subject: "lessons.changes.zh-kanti", StreamSeq: 12, StoredAt: time.Now()},
 		{Mandator: "bern", Body: []byte(`{"id":"c1"}`), Reason: schemas.ReasonImportFailed, BatchID: "12346",
-			Error: "Fehler", Subject: "lessons.changes.bern", StreamSeq: 13},
+			Error: "Fehler", Subject: "lessons.changes.bern", StreamSeq: 13, StoredAt: time.Now()},
 		{Mandator: "_invalid", Body: []byte(`not json`), Reason: schemas.ReasonInvalidEvent,
-			Error: "subject names no valid mandator", Subject: "lessons.changes.a.b", StreamSeq: 14},
+			Error: "subject names no valid mandator", Subject: "lessons.changes.a.b", StreamSeq: 14, StoredAt: time.Now()},
 		{Mandator: "zh-kanti", Body: []byte(`{}`), Reason: schemas.ReasonInvalidEvent, Error: "id is required",
-			Subject: "lessons.changes.zh-kanti", StreamSeq: 15},
+			Subject: "lessons.changes.zh-kanti", StreamSeq: 15, StoredAt: time.Now()},
 	}
 	for _, dl := range dls {
 		_, err := pub.PublishDeadLetter(t.Context(), dl)

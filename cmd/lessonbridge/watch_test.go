@@ -134,7 +134,7 @@ func TestWatch(t *testing.T) {
 	require.NoError(t, err)
 	_, err = p.PublishDeadLetter(t.Context(), publisher.DeadLetter{
 		Mandator: "zh-kanti", Body: []byte(`{"id":"bad"}`), Reason: schemas.ReasonInvalidEvent,
-		Error: "data.lessonId is required", Subject: "lessons.changes.zh-kanti", StreamSeq: 42,
+		Error: "data.lessonId is required", Subject: "lessons.changes.zh-kanti", StreamSeq: 42, StoredAt: time.Now(),
 	})
 	require.NoError(t, err)
 

@@ -18,6 +18,10 @@ import (
 // StartServer starts a JetStream-enabled server on 127.0.0.1:port (0: a random free port) storing
 // into storeDir, and waits until it accepts clients.
 func StartServer(storeDir string, port int) (*server.Server, error) {
+	return startServer(storeDir, port, nil)
+}
+
+func startServer(storeDir string, port int, configure func(*server.Options)) (*server.Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
@@ -28,6 +32,9 @@ func StartServer(storeDir string, port int) (*server.Server, error) {
 		StoreDir:  storeDir,
 		NoLog:     true,
 		NoSigs:    true,
+	}
+	if configure != nil {
+		configure(opts)
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -44,20 +51,25 @@ func StartServer(storeDir string, port int) (*server.Server, error) {
 // Server is a test server. Restart brings it back on the same port and store.
 type Server struct {
 	*server.Server
-	t        testing.TB
-	storeDir string
-	port     int
+	t         testing.TB
+	storeDir  string
+	port      int
+	configure func(*server.Options)
 }
 
 // Start starts a server for t in t.TempDir() and shuts it down at cleanup.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return StartWith(t, nil) }
+
+// StartWith is Start with configure applied to the server's options (e.g. a small MaxPayload); a
+// Restart applies it again.
+func StartWith(t testing.TB, configure func(*server.Options)) *Server {
 	t.Helper()
 	dir := t.TempDir()
-	s, err := StartServer(dir, 0)
+	s, err := startServer(dir, 0, configure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &Server{Server: s, t: t, storeDir: dir, port: s.Addr().(*net.TCPAddr).Port}
+	ts := &Server{Server: s, t: t, storeDir: dir, port: s.Addr().(*net.TCPAddr).Port, configure: configure}
 	t.Cleanup(func() { ts.Shutdown(); ts.WaitForShutdown() })
 	return ts
 }
@@ -72,7 +84,7 @@ func (s *Server) Stop() { s.Shutdown(); s.WaitForShutdown() }
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
-	ns, err := StartServer(s.storeDir, s.port)
+	ns, err := startServer(s.storeDir, s.port, s.configure)
 	if err != nil {
 		s.t.Fatal(err)
 	}
