@@ -8,7 +8,7 @@ package main
 // LESSONBRIDGE_BB_N sets the events of BenchmarkBlackBoxThroughput (default 200000);
 // LESSONBRIDGE_BB_RATE and LESSONBRIDGE_BB_SECONDS the rate and length of BenchmarkBlackBoxLatency
 // (default 2000 events/s for 10 s). LESSONBRIDGE_BB_ARGS adds flags to the bridge's `run` (split on
-// spaces), to compare settings in one run. BENCHMARKS.md has the method and the figures.
+// spaces), to compare settings in one run; LESSONBRIDGE_BB_LOGDIR keeps the processes' logs. BENCHMARKS.md has the method and the figures.
 
 import (
 	"bufio"
@@ -83,7 +83,11 @@ type bbProc struct {
 
 func bbStart(b *testing.B, name string, bin string, args ...string) *bbProc {
 	b.Helper()
-	logf, err := os.Create(filepath.Join(b.TempDir(), name+".log"))
+	dir := os.Getenv("LESSONBRIDGE_BB_LOGDIR") // keep the processes' logs there
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		b.Fatal(err)
 	}
