@@ -23,6 +23,11 @@ func (s style) String() string {
 	return [...]string{"lessons", "jobid", "anonymous", "first-error"}[s]
 }
 
+// jobManager answers a submitted batch: whether it failed, and its ErrorMessages.
+type jobManager interface {
+	submit(lessons []Lesson) (failed bool, msgs []string)
+}
+
 // model is a JobManager that fails exactly the batches holding a bad lesson, atomically.
 type model struct {
 	bad   map[string]bool
@@ -89,10 +94,10 @@ type outcome struct {
 	problems []string // broken invariants, empty when all held
 }
 
-// isolate submits an original batch of ids (jobs of jobSize lessons) to m and follows every
+// isolate submits an original batch of ids (jobs of jobSize lessons) to jm and follows every
 // Decision until nothing is left, taking the open batches in an order drawn from rnd (nil: first
 // in, first out), as an engine with several batches in flight would.
-func isolate(m model, ids []string, jobSize int, lim Limits, rnd *rand.Rand) outcome {
+func isolate(jm jobManager, ids []string, jobSize int, lim Limits, rnd *rand.Rand) outcome {
 	out := outcome{atFault: map[string]int{}, proven: map[string]bool{}, imported: map[string]int{}}
 	type open struct {
 		lessons []Lesson
@@ -127,7 +132,7 @@ func isolate(m model, ids []string, jobSize int, lim Limits, rnd *rand.Rand) out
 			out.problems = append(out.problems, "more than 100000 submits: a loop")
 			return out
 		}
-		failed, msgs := m.submit(b.lessons)
+		failed, msgs := jm.submit(b.lessons)
 		if !failed {
 			for _, l := range b.lessons {
 				out.imported[l.ID]++

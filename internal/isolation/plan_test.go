@@ -236,8 +236,14 @@ func TestDecisionValidate(t *testing.T) {
 // than the budget; a good lesson at fault only when a capped budget ran out (Decision.Unproven).
 func check(t *testing.T, m model, n, jobSize int, lim Limits, rnd *rand.Rand) outcome {
 	t.Helper()
+	return checkWith(t, m, m, n, jobSize, lim, rnd)
+}
+
+// checkWith is check against jm, a JobManager that behaves as m says.
+func checkWith(t *testing.T, jm jobManager, m model, n, jobSize int, lim Limits, rnd *rand.Rand) outcome {
+	t.Helper()
 	ids := lessonIDs(n)
-	o := isolate(m, ids, jobSize, lim, rnd)
+	o := isolate(jm, ids, jobSize, lim, rnd)
 	for _, p := range o.problems {
 		t.Error(p)
 	}
