@@ -13,13 +13,16 @@
 // its own; a suspected set of at most four lessons is submitted lesson by lesson ("single"), which
 // is never dearer than halving it further. When nothing can be attributed, the whole batch is the
 // suspected set. A part that fails again (a second bad lesson, a JobManager that reports only its
-// first error) is planned again the same way; a part of one lesson that fails is at fault.
+// first error) is planned again the same way, except that when a resubmitted batch fails naming
+// lessons again, its rest goes on as two batches instead of one, so that against a JobManager
+// that reports only its first error the search runs in parallel (50 bad lessons in 500: 9 rounds
+// instead of 51, for 100 submits instead of 51). A part of one lesson that fails is at fault.
 //
 // # The bound
 //
 // For k bad lessons among n, a JobManager that fails exactly the batches holding a bad lesson costs
 // at most 2·k·⌈log2 n⌉ + 2 submits, whatever its message style (the property test checks it), and
-// far fewer when it names lessons (k). Whatever JobManager answers, an original batch of n lessons
+// far fewer when it names lessons (at most 2·k + 1). Whatever JobManager answers, an original batch of n lessons
 // never costs more than its budget: 2·n − 2 submits, or Limits.MaxSubmits if that is lower. The
 // budget is not a shared counter: Start gives the original batch its budget, and each Decision
 // hands every part an allotment (State.Budget) taken from the failed batch's own, after paying for

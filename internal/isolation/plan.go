@@ -355,13 +355,19 @@ func Plan(st State, lessons []Lesson, msgs []string) (Decision, error) {
 	}
 	var parts []plan
 	left := st.Budget
-	if len(rest) > 0 {
-		if left >= 1 {
-			parts = append(parts, plan{KindRest, rest})
-			left--
-		} else {
-			unproven = append(unproven, rest...)
-		}
+	switch {
+	case len(rest) == 0:
+	case st.Depth >= 1 && len(att.Lessons) > 0 && len(rest) >= 2 && left >= 2:
+		// A resubmitted batch that fails naming lessons again: JobManager likely reports only its
+		// first error. Two rests search in parallel instead of one lesson per round.
+		h := (len(rest) + 1) / 2
+		parts = append(parts, plan{KindRest, rest[:h]}, plan{KindRest, rest[h:]})
+		left -= 2
+	case left >= 1:
+		parts = append(parts, plan{KindRest, rest})
+		left--
+	default:
+		unproven = append(unproven, rest...)
 	}
 	for _, g := range groups {
 		switch {
