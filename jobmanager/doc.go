@@ -9,7 +9,8 @@
 // typed error (*Error with the sentinels ErrNotFound, ErrUnauthorized, ErrNoBatchID) and
 // the classification the bridge retries by: Classify for a failed call, Ambiguous for "a
 // failed submit may have been stored anyway", MessageRules for the ErrorMessages of a failed
-// import and DuplicateJobIDs for recognising an in-doubt resubmit.
+// import, DuplicateJobIDs for recognising an in-doubt resubmit, and Attribute for the lessons
+// and JobIDs of a failed batch that its ErrorMessages name (failure isolation).
 //
 // It knows nothing about NATS, events or the bridge's state; it never retries on its own
 // (except once after a 401 when the token changed) and never logs. No error or excerpt it

@@ -40,6 +40,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	failStatus := fs.Float64("fail-status-rate", 0, "fraction of status requests answered 503")
 	failImport := fs.Float64("fail-import-rate", 0, "fraction of batches failing with a technical error")
 	seed := fs.Int64("seed", 1, "seed of the random faults")
+	errorStyle := fs.String("error-style", "lessons", "wording of a failed batch's ErrorMessages: lessons, jobid, anonymous or first-error")
+	badLessons := fs.String("bad-lessons", "", "comma-separated LektionIds that always fail validation")
+	badResources := fs.String("bad-resources", "", "comma-separated RessourceName values that fail validation as unknown")
 	level := fs.String("log-level", "info", "log level: debug logs every request")
 	if err := parseFlags(fs, args, nil); err != nil {
 		return err
@@ -70,6 +73,10 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			ImportFailRate:   *failImport,
 		},
 	}
+	if cfg.ErrorStyle, err = jobmanagertest.ParseErrorStyle(*errorStyle); err != nil {
+		return fmt.Errorf("jobmanager-sim: --error-style: %w", err)
+	}
+	cfg.BadLessons, cfg.BadResources = simSplitList(*badLessons), simSplitList(*badResources)
 	switch *loseMode {
 	case "502":
 		cfg.Random.LoseMode = jobmanagertest.LoseWith502

@@ -6,7 +6,9 @@
 //
 // It is for tests (in process with httptest.NewServer), for `lessonbridge dev` and for the
 // standalone `lessonbridge jobmanager-sim`. Faults can be injected at run time (status codes on
-// submit and status, lost submit answers, technical import failures, latency, holding batches) and
+// submit and status, lost submit answers, technical import failures, latency, holding batches), bad
+// lessons can be configured (by LektionId or RessourceName) with the ErrorMessages worded in one of
+// four styles (naming lessons, naming only JobIDs, anonymous, first error only), and
 // everything it received and applied can be inspected, from Go (Lessons, History, Creations,
 // JobIDs, JobIDConflicts, Batches, Requests) or over HTTP (GET /_sim/state).
 //
