@@ -121,7 +121,7 @@ func newJobManagerClient(s jmSettings) (*jobmanager.Client, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}))
 	}
-	opts = append(opts, jobmanager.WithUserAgent("lessonbridge/"+version))
+	opts = append(opts, jobmanager.WithUserAgent("lessonbridge/"+buildVersion()))
 	return jobmanager.New(s.URL, opts...)
 }
 

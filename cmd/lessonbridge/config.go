@@ -485,7 +485,7 @@ func (s runSettings) logFields() []zap.Field {
 		rules = "defaults after " + s.RulesFile
 	}
 	return []zap.Field{
-		zap.String("version", version),
+		zap.String("version", buildVersion()),
 		zap.String("natsUrl", redactURLs(s.NATS.URL)),
 		zap.String("natsAuth", natsAuth),
 		zap.String("natsPassword", setOrUnset(s.NATS.Password)),

@@ -52,7 +52,7 @@ func newHTTPAPI(bridge bridgeView, metrics *consumer.Metrics, natsConnected func
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "lessonbridge_build_info", Help: "Always 1; the version label names the build.",
-		ConstLabels: prometheus.Labels{"version": version}})
+		ConstLabels: prometheus.Labels{"version": buildVersion()}})
 	info.Set(1)
 	if err := reg.Register(info); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
