@@ -128,7 +128,7 @@ func newJobManagerClient(s jmSettings) (*jobmanager.Client, error) {
 // connectNATS connects with the configured authentication and TLS, reconnecting forever, and logs
 // disconnects and reconnects. When no server is reachable at start it keeps trying (logging each
 // failure) until it connects or ctx ends.
-func connectNATS(ctx context.Context, s natsSettings, name string, log *zap.Logger) (*nats.Conn, error) {
+func connectNATS(ctx context.Context, s natsSettings, name string, log *zap.Logger) (nc *nats.Conn, err error) {
 	connected := make(chan struct{}, 1)
 	opts := []nats.Option{
 		nats.Name(name),
@@ -163,27 +163,12 @@ func connectNATS(ctx context.Context, s natsSettings, name string, log *zap.Logg
 			log.Warn("nats asynchronous error", zap.String("subject", subject), zap.Error(err))
 		}),
 	}
-	switch {
-	case s.Creds != "":
-		opts = append(opts, nats.UserCredentials(s.Creds))
-	case s.NKeySeedFile != "":
-		o, err := nats.NkeyOptionFromSeed(s.NKeySeedFile)
-		if err != nil {
-			return nil, fmt.Errorf("--nats-nkey %s: %w", s.NKeySeedFile, err)
-		}
-		opts = append(opts, o)
-	case s.User != "":
-		opts = append(opts, nats.UserInfo(s.User, s.Password))
-	case s.Token != "":
-		opts = append(opts, nats.Token(s.Token))
+	auth, err := s.authOptions()
+	if err != nil {
+		return nil, err
 	}
-	if s.CAFile != "" {
-		opts = append(opts, nats.RootCAs(s.CAFile))
-	}
-	if s.CertFile != "" {
-		opts = append(opts, nats.ClientCert(s.CertFile, s.KeyFile))
-	}
-	nc, err := nats.Connect(s.URL, opts...)
+	opts = append(opts, auth...)
+	nc, err = nats.Connect(s.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats connect %s: %w", redactURLs(s.URL), err)
 	}

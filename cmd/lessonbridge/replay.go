@@ -37,8 +37,6 @@ const (
 	replayPublishAttempts = 3
 	// replayMaxConsecutiveErrors stops a replay whose publishes keep failing (NATS away, no stream).
 	replayMaxConsecutiveErrors = 10
-	// replayConnectTimeout bounds the wait for a first connection to NATS.
-	replayConnectTimeout = 15 * time.Second
 	// replayPublishTimeout bounds the wait for one PubAck.
 	replayPublishTimeout = 10 * time.Second
 	// replayIdleWait is how long the reader waits for the next dead letter before it asks the
@@ -139,15 +137,7 @@ func parseReplayArgs(args []string, stderr io.Writer, now time.Time) (replayOpti
 	var o replayOptions
 	var mandators, reasons, batchIDs replayList
 	var since, until string
-	fs.StringVar(&o.nats.URL, "nats-url", defaultNATSURL, "NATS server URL(s), comma-separated (env NATS_URL too)")
-	fs.StringVar(&o.nats.Creds, "nats-creds", "", "NATS credentials file (JWT and NKey seed)")
-	fs.StringVar(&o.nats.NKeySeedFile, "nats-nkey", "", "NATS NKey seed file")
-	fs.StringVar(&o.nats.User, "nats-user", "", "NATS user name (with --nats-password)")
-	fs.StringVar(&o.nats.Password, "nats-password", "", "NATS password")
-	fs.StringVar(&o.nats.Token, "nats-token", "", "NATS authentication token")
-	fs.StringVar(&o.nats.CAFile, "nats-ca", "", "PEM file of the CA(s) that signed the NATS server's certificate")
-	fs.StringVar(&o.nats.CertFile, "nats-cert", "", "PEM client certificate for NATS TLS (with --nats-key)")
-	fs.StringVar(&o.nats.KeyFile, "nats-key", "", "PEM private key of --nats-cert")
+	natsFlags := registerNATSFlags(fs)
 	fs.StringVar(&o.stream, "deadletter-stream", "LESSON_DEADLETTER", "stream of the dead letters")
 	fs.StringVar(&o.inputPrefix, "input-prefix", publisher.DefaultSubjects().Changes, "subject prefix of lesson changes (<prefix>.<mandator>)")
 	fs.Var(&mandators, "mandator", "replay only these mandators (dead-letter subject token; repeatable or comma-separated; empty: all)")
@@ -158,14 +148,13 @@ func parseReplayArgs(args []string, stderr io.Writer, now time.Time) (replayOpti
 	fs.BoolVar(&o.dryRun, "dry-run", false, "list what would be replayed, one line each, and publish nothing")
 	fs.IntVar(&o.limit, "limit", 0, "replay at most this many dead letters (0: no limit)")
 	fs.StringVar(&o.runID, "run-id", "", "run id in the Nats-Msg-Id (default: the start time in Unix nanoseconds); reuse one only to repeat an interrupted run")
-	if err := parseFlags(fs, args, map[string][]string{"nats-url": {"NATS_URL"}}); err != nil {
+	if err := parseFlags(fs, args, nil); err != nil {
 		return replayOptions{}, err
 	}
 
 	var errs []error
-	bad := func(name, value, why string) {
-		errs = append(errs, fmt.Errorf("--%s (%s) %q: %s", name, envName(name), value, why))
-	}
+	o.nats, errs = natsFlags.settings("replay", osFS{})
+	bad := func(name, value, why string) { errs = append(errs, flagProblem("replay", name, value, why)) }
 	for _, m := range mandators {
 		if schemas.ValidMandator(m) != nil {
 			bad("mandator", m, "must match [A-Za-z0-9_-]{1,64}")
@@ -202,9 +191,6 @@ func parseReplayArgs(args []string, stderr io.Writer, now time.Time) (replayOpti
 		o.runID = strconv.FormatInt(now.UnixNano(), 10)
 	} else if !replayRunIDRE.MatchString(o.runID) {
 		bad("run-id", o.runID, "must match [A-Za-z0-9_-]{1,64}")
-	}
-	if o.nats.CertFile != "" && o.nats.KeyFile == "" || o.nats.CertFile == "" && o.nats.KeyFile != "" {
-		bad("nats-cert", o.nats.CertFile, "--nats-cert and --nats-key go together")
 	}
 	if len(errs) > 0 {
 		return replayOptions{}, fmt.Errorf("replay: %w", errors.Join(errs...))
@@ -246,18 +232,12 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	log, err := newLogger("warn", "console", stderr)
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	cctx, cancel := context.WithTimeout(ctx, replayConnectTimeout)
-	nc, err := connectNATS(cctx, o.nats, "lessonbridge replay", log)
-	cancel()
+	nc, err := dialNATS(o.nats, "lessonbridge replay")
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := o.nats.newJetStream(nc)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}

@@ -28,29 +28,39 @@ const maxShownError = 500
 // nil when ctx ends.
 func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("watch", stderr)
-	natsURL := fs.String("nats-url", defaultNATSURL, "NATS server URL(s), comma-separated")
+	natsFlags := registerNATSFlags(fs)
 	mandator := fs.String("mandator", "", "show only this mandator (empty: all)")
 	deadletter := fs.Bool("deadletter", false, "show dead letters too")
 	jsonOut := fs.Bool("json", false, "print each outcome's JSON, and each dead letter as a JSON object with its headers and body")
-	since := fs.String("since", "new", "new: only what arrives from now on; all: everything the streams hold")
+	since := fs.String("since", "new", "new: only what arrives from now on; all: everything the streams hold; an RFC 3339 time or a duration back from now (2h): what was stored since then")
 	outcomeStream := fs.String("outcome-stream", "LESSON_OUTCOMES", "stream of the outcome events")
 	deadletterStream := fs.String("deadletter-stream", "LESSON_DEADLETTER", "stream of the dead letters")
 	outcomeSubject := fs.String("outcome-subject", publisher.DefaultSubjects().Outcomes, "subject prefix of outcome events")
 	deadletterSubject := fs.String("deadletter-subject", publisher.DefaultSubjects().DeadLetter, "subject prefix of dead letters")
-	if err := parseFlags(fs, args, map[string][]string{"nats-url": {"NATS_URL"}}); err != nil {
+	if err := parseFlags(fs, args, nil); err != nil {
 		return err
 	}
+	ns, errs := natsFlags.settings("watch", osFS{})
+	bad := func(name, value, why string) { errs = append(errs, flagProblem("watch", name, value, why)) }
 	if *mandator != "" && !mandatorToken.MatchString(*mandator) {
-		return fmt.Errorf("watch: --mandator %q must match [A-Za-z0-9_-]{1,64}", *mandator)
+		bad("mandator", *mandator, "must match [A-Za-z0-9_-]{1,64}")
 	}
 	var policy jetstream.DeliverPolicy
+	var startTime *time.Time
 	switch *since {
 	case "new":
 		policy = jetstream.DeliverNewPolicy
 	case "all":
 		policy = jetstream.DeliverAllPolicy
 	default:
-		return fmt.Errorf("watch: --since %q must be new or all", *since)
+		t, err := parseReplayTime(*since, time.Now())
+		if err != nil || t.IsZero() {
+			bad("since", *since, "must be new, all, an RFC 3339 time (2025-12-22T16:00:00Z) or a positive duration back from now (2h)")
+		}
+		policy, startTime = jetstream.DeliverByStartTimePolicy, &t
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("watch: %w", errors.Join(errs...))
 	}
 
 	type source struct {
@@ -72,12 +82,12 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
-	nc, err := nats.Connect(*natsURL, nats.Name("lessonbridge watch"), nats.MaxReconnects(-1))
+	nc, err := dialNATS(ns, "lessonbridge watch", nats.MaxReconnects(-1))
 	if err != nil {
-		return fmt.Errorf("watch: connect %s: %w", *natsURL, err)
+		return fmt.Errorf("watch: %w", err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := ns.newJetStream(nc)
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
@@ -101,6 +111,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cons, err := js.OrderedConsumer(ctx, src.stream, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{src.filter},
 			DeliverPolicy:  policy,
+			OptStartTime:   startTime,
 		})
 		if err != nil {
 			stopAll()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -218,4 +219,33 @@ func TestWatchErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
+}
+
+// watch reads LESSONBRIDGE_WATCH_<FLAG>; a run-style LESSONBRIDGE_SINCE is refused naming both
+// variables (before, it reached watch's --since and failed without naming it).
+func TestWatchEnvironment(t *testing.T) {
+	clearRunEnv(t)
+	url, js := pwServer(t)
+	p, err := publisher.New(js)
+	require.NoError(t, err)
+	o := pwOutcome("o-env", "zh-kanti", schemas.StatusSucceeded)
+	_, err = p.PublishOutcome(t.Context(), o)
+	require.NoError(t, err)
+
+	t.Setenv("LESSONBRIDGE_SINCE", "2h")
+	err = runWatch(t.Context(), []string{"--nats-url", url}, &lockedBuffer{}, &lockedBuffer{})
+	assert.ErrorContains(t, err, `environment LESSONBRIDGE_SINCE="2h": watch reads --since from LESSONBRIDGE_WATCH_SINCE`)
+	require.NoError(t, os.Unsetenv("LESSONBRIDGE_SINCE"))
+
+	t.Setenv("LESSONBRIDGE_WATCH_SINCE", "soon")
+	err = runWatch(t.Context(), []string{"--nats-url", url}, &lockedBuffer{}, &lockedBuffer{})
+	assert.ErrorContains(t, err, `--since (LESSONBRIDGE_WATCH_SINCE) "soon": must be new, all, an RFC 3339 time`)
+
+	// A duration back from now delivers what was stored since then.
+	t.Setenv("LESSONBRIDGE_WATCH_SINCE", "2h")
+	t.Setenv("NATS_URL", url)
+	stdout, _, stop := pwWatch(t, nil)
+	require.Eventually(t, func() bool { return len(pwLines(stdout)) >= 1 }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, stop())
+	assert.Equal(t, []string{formatOutcome(o)}, pwLines(stdout))
 }
