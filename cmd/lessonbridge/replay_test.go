@@ -102,7 +102,7 @@ func TestReplayParseArgs(t *testing.T) {
 			}
 			require.NoError(t, err)
 			want := replayOptions{nats: natsSettings{URL: defaultNATSURL}, stream: "LESSON_DEADLETTER",
-				inputPrefix: "lessons.changes", runID: fmt.Sprint(now.UnixNano())}
+				inputPrefix: "lessons.changes", runID: fmt.Sprint(now.UnixNano()), marksBucket: replayMarksBucket}
 			if tt.want != nil {
 				tt.want(&want)
 			}
@@ -202,7 +202,7 @@ func rpReplay(t *testing.T, url string, args ...string) (stdout, stderr string, 
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	var out, errOut lockedBuffer
-	err = runReplay(ctx, append([]string{"--nats-url", url}, args...), &out, &errOut)
+	err = runReplay(ctx, append([]string{"--nats-url", url, "--yes"}, args...), &out, &errOut)
 	return out.String(), errOut.String(), err
 }
 
@@ -285,7 +285,7 @@ func TestReplayWithoutBridge(t *testing.T) {
 		assert.Equal(t, "replay-1-again", msgs[before].Header.Get("Nats-Msg-Id"))
 		assert.JSONEq(t, `{"id":"a1"}`, string(msgs[before].Data))
 
-		out, _, err = rpReplay(t, url, "--limit", "1", "--run-id", "again")
+		out, _, err = rpReplay(t, url, "--limit", "1", "--run-id", "again", "--again")
 		require.NoError(t, err)
 		assert.Contains(t, out, "replayed 1 of 5 dead letters")
 		assert.Contains(t, out, "1 of them were already in the input")
@@ -296,14 +296,14 @@ func TestReplayWithoutBridge(t *testing.T) {
 		st, err := js.Stream(t.Context(), "LESSON_DEADLETTER")
 		require.NoError(t, err)
 		require.NoError(t, st.DeleteMsg(t.Context(), 5))
-		out, _, err := rpReplay(t, url, "--dry-run")
+		out, _, err := rpReplay(t, url, "--dry-run", "--again")
 		require.NoError(t, err)
 		assert.Contains(t, out, "would replay 3 of 4 dead letters (0 skipped by filter, 0 errors, 1 without a valid mandator)\n")
 	})
 
 	t.Run("publish errors are counted and fail the run", func(t *testing.T) {
 		require.NoError(t, js.DeleteStream(t.Context(), "LESSONS"))
-		out, errOut, err := rpReplay(t, url, "--limit", "1")
+		out, errOut, err := rpReplay(t, url, "--limit", "1", "--again")
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "1 of the selected dead letters could not be republished")
 		assert.Contains(t, out, "replayed 0 of 4 dead letters (0 skipped by filter, 1 errors, 1 without a valid mandator, 2 over --limit)\n")

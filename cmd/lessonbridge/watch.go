@@ -265,12 +265,13 @@ func formatOutcome(o *schemas.Outcome) string {
 	return b.String()
 }
 
-// formatDeadLetter renders a dead letter stored at at on subject (<prefix>.<mandator>) with the
+// formatDeadLetter renders a dead letter stored at at on subject (<prefix>.<mandator>, or
+// <prefix>._invalid.mandator for events whose subject names no valid mandator) with the
 // Lessonbridge-* headers h as one line in local time, e.g.
 //
 //	16:03:11 ☠ deadletter zh-kanti reason=invalid_event seq=42: data.end "..." is not after data.start
 func formatDeadLetter(subject string, h nats.Header, at time.Time) string {
-	mandator := subject[strings.LastIndexByte(subject, '.')+1:]
+	mandator := deadLetterMandator(subject)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s ☠ deadletter %s reason=%s", clock(at), orDash(mandator), orDash(oneLine(h.Get(schemas.HeaderReason))))
 	if batch := h.Get(schemas.HeaderBatchID); batch != "" {
