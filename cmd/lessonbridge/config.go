@@ -289,6 +289,9 @@ func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
 	c.JobIDPrefix = f.JobIDPrefix
 
 	// NATS.
+	if f.NATS == nil { // a runFlags not made by registerRunFlags
+		f.NATS = &natsFlags{URL: optString{v: defaultNATSURL}}
+	}
 	natsS, natsErrs := f.NATS.settings("run", fsys)
 	s.NATS = natsS
 	errs = append(errs, natsErrs...)

@@ -108,6 +108,10 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var watching []string
 	for _, src := range sources {
+		if err := waitForStream(ctx, js, src.stream, watchStreamWait, errOut); err != nil {
+			stopAll()
+			return err
+		}
 		cons, err := js.OrderedConsumer(ctx, src.stream, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{src.filter},
 			DeliverPolicy:  policy,
@@ -140,6 +144,37 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return nil
+}
+
+// watchStreamWait is how long watch waits for a stream the bridge has not created yet (watch
+// started together with the bridge).
+var watchStreamWait = 30 * time.Second
+
+// waitForStream returns once stream exists, waiting up to wait (saying so once on errOut) while it
+// does not; then, or on any other error, it fails naming the stream.
+func waitForStream(ctx context.Context, js jetstream.JetStream, stream string, wait time.Duration, errOut *linePrinter) error {
+	deadline := time.Now().Add(wait)
+	said := false
+	for {
+		_, err := js.Stream(ctx, stream)
+		switch {
+		case err == nil:
+			return nil
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			return fmt.Errorf("watch: stream %s: %w", stream, err)
+		case !time.Now().Before(deadline):
+			return fmt.Errorf("watch: stream %s: %w after waiting %s (the bridge creates it at start-up)", stream, err, wait)
+		}
+		if !said {
+			_ = errOut.println(fmt.Sprintf("watch: stream %s does not exist yet (the bridge creates it at start-up); waiting up to %s", stream, wait))
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("watch: stream %s: %w", stream, ctx.Err())
+		case <-time.After(min(250*time.Millisecond, time.Until(deadline))):
+		}
+	}
 }
 
 // linePrinter serialises lines of several consumers and drops those that arrive after close.
