@@ -23,13 +23,13 @@ import (
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 )
 
-// clearRunEnv removes every LESSONBRIDGE_* variable and NATS_URL for the test, so that the machine's
+// clearRunEnv removes every LESSONBRIDGE_* variable, NATS_URL and NATS_CONTEXT for the test, so that the machine's
 // environment cannot change what the flags say.
 func clearRunEnv(t *testing.T) {
 	t.Helper()
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "LESSONBRIDGE_") || k == "NATS_URL" {
+		if strings.HasPrefix(k, "LESSONBRIDGE_") || k == "NATS_URL" || k == "NATS_CONTEXT" {
 			t.Setenv(k, "") // restores the value at cleanup
 			require.NoError(t, os.Unsetenv(k))
 		}
@@ -259,6 +259,15 @@ func TestRunSettingsConflictsAndFiles(t *testing.T) {
 			[]string{`--jobmanager-token-dir (LESSONBRIDGE_JOBMANAGER_TOKEN_DIR) "token": is not a directory`}},
 		{"token dir", []string{"--jobmanager-token-dir", "tokens"}, nil},
 		{"bad URL", []string{"--jobmanager-url", "ftp://jm"}, []string{`--jobmanager-url (LESSONBRIDGE_JOBMANAGER_URL) "ftp://jm":`}},
+		{"URL without scheme", []string{"--jobmanager-url", "jm.example:8080/jobmanager"},
+			[]string{`--jobmanager-url (LESSONBRIDGE_JOBMANAGER_URL) "jm.example:8080/jobmanager": needs a scheme: give http://jm.example:8080/jobmanager or https://jm.example:8080/jobmanager`}},
+		{"URL with mandator and API path", []string{"--jobmanager-url", "http://host/zh-kanti/api/v2.0"},
+			[]string{`--jobmanager-url (LESSONBRIDGE_JOBMANAGER_URL) "http://host/zh-kanti/api/v2.0": must stop before /{mandator}/api/v2.0 (the bridge adds both per event): give http://host`}},
+		{"URL with API path under a prefix", []string{"--jobmanager-url", "https://host/jm/zh-kanti/API/v2.0/jobs/"},
+			[]string{`--jobmanager-url (LESSONBRIDGE_JOBMANAGER_URL) "https://host/jm/zh-kanti/API/v2.0/jobs/": must stop before /{mandator}/api/v2.0 (the bridge adds both per event): give https://host/jm`}},
+		{"URL ending in an allowed mandator", []string{"--jobmanager-url", "https://host/jm/zh-kanti", "--mandators", "be-gym,zh-kanti"},
+			[]string{`--jobmanager-url (LESSONBRIDGE_JOBMANAGER_URL) "https://host/jm/zh-kanti": ends in or contains the mandator "zh-kanti", which the bridge adds per event: give https://host/jm`}},
+		{"URL with a proxy prefix", []string{"--jobmanager-url", "https://host/jm/", "--mandators", "zh-kanti"}, nil},
 		{"bad rules", []string{"--message-rules-file", "rules-bad.txt"},
 			[]string{`--message-rules-file (LESSONBRIDGE_MESSAGE_RULES_FILE) "rules-bad.txt":`}},
 		{"CA without PEM", []string{"--jobmanager-ca", "not-pem.txt", "--nats-ca", "not-pem.txt"},
