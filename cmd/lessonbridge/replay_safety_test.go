@@ -24,7 +24,7 @@ func rpDeadLetters(t *testing.T, js jetstream.JetStream, first, n int) {
 	for i := range n {
 		_, err := pub.PublishDeadLetter(t.Context(), publisher.DeadLetter{Mandator: "zh-kanti",
 			Body: []byte(fmt.Sprintf(`{"id":"e%d"}`, first+i)), Reason: schemas.ReasonImportFailed, BatchID: "12345",
-			Error: "Fehler", Subject: "lessons.changes.zh-kanti", StreamSeq: uint64(first + i)})
+			Error: "Fehler", Subject: "lessons.changes.zh-kanti", StreamSeq: uint64(first + i), StoredAt: time.Now()})
 		require.NoError(t, err)
 	}
 }
