@@ -156,7 +156,9 @@ type rootedFS struct{ m fstest.MapFS }
 func (r rootedFS) ReadFile(name string) ([]byte, error) {
 	return r.m.ReadFile(strings.TrimPrefix(name, "/"))
 }
-func (r rootedFS) Stat(name string) (fs.FileInfo, error) { return r.m.Stat(strings.TrimPrefix(name, "/")) }
+func (r rootedFS) Stat(name string) (fs.FileInfo, error) {
+	return r.m.Stat(strings.TrimPrefix(name, "/"))
+}
 
 func TestKubernetesManifests(t *testing.T) {
 	objs := loadK8s(t)
