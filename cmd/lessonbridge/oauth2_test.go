@@ -1,19 +1,25 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lessonbridge/lessonbridge/internal/natstest"
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 	"github.com/lessonbridge/lessonbridge/jobmanager/jobmanagertest"
+	"github.com/lessonbridge/lessonbridge/publisher"
 )
 
 func TestRunSettingsOAuth2(t *testing.T) {
@@ -167,4 +173,57 @@ func TestSimOAuth2BadFlags(t *testing.T) {
 		assert.Contains(t, err.Error(), tt.want)
 		assert.Empty(t, stdout.String(), "nothing listens")
 	}
+}
+
+// TestRunBridgeWithOAuth2 runs `run` with the OAuth2 flags against the simulator behind its token
+// endpoint (one-second tokens) and an embedded NATS: every event is settled with imported batches,
+// the tokens were fetched from the endpoint, and neither the secret nor a token is logged.
+func TestRunBridgeWithOAuth2(t *testing.T) {
+	clearRunEnv(t)
+	ns := natstest.Start(t)
+	_, js := ns.Connect()
+	sim := jobmanagertest.New(jobmanagertest.Config{})
+	oauth, err := jobmanagertest.NewOAuth2(jobmanagertest.OAuth2Config{
+		Clients:  []jobmanagertest.OAuth2Client{{ID: "bridge", Secret: "run-client-secret", Mandators: []string{"demo"}}},
+		TokenTTL: time.Second,
+	}, sim)
+	require.NoError(t, err)
+	jmSrv := httptest.NewServer(oauth)
+	t.Cleanup(jmSrv.Close)
+	secret := filepath.Join(t.TempDir(), "secret")
+	require.NoError(t, os.WriteFile(secret, []byte("run-client-secret\n"), 0o600))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stderr := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- runBridge(ctx, []string{"--nats-url", ns.URL(), "--jobmanager-url", jmSrv.URL,
+			"--jobmanager-oauth2-token-url", jmSrv.URL + jobmanagertest.OAuth2TokenPath,
+			"--jobmanager-oauth2-client-id", "bridge", "--jobmanager-oauth2-client-secret-file", secret,
+			"--poll-schedule", "20ms", "--batch-linger", "20ms", "--ack-wait", "2s", "--shutdown-grace", "1s",
+			"--http-addr", "", "--mandators", "demo"}, &bytes.Buffer{}, stderr)
+	}()
+	pub, err := publisher.New(js)
+	require.NoError(t, err)
+	var cons jetstream.Consumer
+	require.Eventually(t, func() bool {
+		cons, err = js.Consumer(ctx, "LESSONS", "lessonbridge")
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond, "the bridge creates its stream and consumer:\n%s", stderr)
+	require.NoError(t, pub.PublishChanges(ctx, publisher.SampleEvents(20, "demo", 7, 0), 0, nil))
+	require.Eventually(t, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == 20
+	}, 20*time.Second, 20*time.Millisecond, "every input message settled:\n%s", stderr)
+	cancel()
+	require.NoError(t, <-done)
+
+	assert.NotEmpty(t, sim.Batches("demo"), "JobManager got the batches")
+	assert.GreaterOrEqual(t, oauth.Issued("bridge"), 1)
+	logs := stderr.String()
+	assert.NotContains(t, logs, "run-client-secret")
+	assert.NotContains(t, logs, "sim-", "no token in the log")
+	assert.NotContains(t, logs, `"level":"error"`)
+	assert.Contains(t, logs, `"jobmanagerAuth":"oauth2 client bridge at `+jmSrv.URL+jobmanagertest.OAuth2TokenPath)
 }
