@@ -132,6 +132,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	p := palette{on: colored}
 	out := &linePrinter{w: stdout}
 	defer out.close()
+	// The logger's settings are checked before a log file is created for it.
+	if _, err := newLogger(*logLevel, *logFormat, io.Discard); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
 	logPath, logW, err := openDevLog(*logFile)
 	if err != nil {
 		return fmt.Errorf("dev: --log-file: %w", err)

@@ -149,11 +149,16 @@ func TestRunDevFlags(t *testing.T) {
 		{[]string{"--color", "pink"}, `--color "pink": want auto, always or never`},
 		{[]string{"--oauth2", "--oauth2-token-ttl", "500ms"}, "--oauth2-token-ttl 500ms: at least 1s"},
 	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where dev would create its log file
 	for _, tt := range tests {
 		err := runDev(context.Background(), tt.args, &lockedBuffer{}, &lockedBuffer{})
 		require.Error(t, err, tt.args)
 		assert.Contains(t, err.Error(), tt.want)
 	}
+	left, err := os.ReadDir(tmp)
+	require.NoError(t, err)
+	assert.Empty(t, left, "a refused start leaves no log file behind")
 }
 
 // TestDevWorkload checks that the simulator knows every room of the sample (so only the annex batch
