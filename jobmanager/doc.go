@@ -5,7 +5,9 @@
 // as string or array).
 //
 // It owns the wire types and their JSON (types.go, json.go), the bearer-token sources
-// (StaticToken, TokenFile, TokenDir; a file is re-read when JobManager answers 401), the
+// (StaticToken, TokenFile, TokenDir; a file is re-read when JobManager answers 401; OAuth2, the
+// client-credentials grant with per-mandator clients, tokens cached and replaced before they
+// expire and once more after a 401), the
 // typed error (*Error with the sentinels ErrNotFound, ErrUnauthorized, ErrNoBatchID) and
 // the classification the bridge retries by: Classify for a failed call, Ambiguous for "a
 // failed submit may have been stored anyway", MessageRules for the ErrorMessages of a failed

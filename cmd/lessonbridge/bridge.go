@@ -121,6 +121,12 @@ func newJobManagerClient(s jmSettings) (*jobmanager.Client, error) {
 		opts = append(opts, jobmanager.WithTokenFile(s.TokenFile))
 	case s.TokenDir != "":
 		opts = append(opts, jobmanager.WithTokenSource(jobmanager.TokenDir(s.TokenDir)))
+	case s.OAuth2 != nil:
+		ts, err := newOAuth2Source(s)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, jobmanager.WithTokenSource(ts))
 	}
 	if s.RootCAs != nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()

@@ -35,6 +35,7 @@ type runFlags struct {
 	JobManagerTokenFile string
 	JobManagerTokenDir  string
 	JobManagerCA        string
+	OAuth2              oauth2Flags
 
 	PollSchedule     string
 	PollTimeout      string
@@ -90,6 +91,7 @@ func registerRunFlags(fs *flag.FlagSet) *runFlags {
 	s(&f.JobManagerTokenFile, "jobmanager-token-file", "", "file holding the bearer token; re-read when JobManager answers 401")
 	s(&f.JobManagerTokenDir, "jobmanager-token-dir", "", "directory of per-mandator token files <dir>/<mandator>, fallback <dir>/default")
 	s(&f.JobManagerCA, "jobmanager-ca", "", "PEM file of the CA(s) that signed JobManager's certificate (default: system roots)")
+	registerOAuth2Flags(fs, &f.OAuth2)
 
 	s(&f.PollSchedule, "poll-schedule", "3s,5s,10s,20s,30s", "waits between status polls, comma-separated; the last repeats; jittered")
 	s(&f.PollTimeout, "poll-timeout", "30m", "give up polling a batch after this")
@@ -141,6 +143,9 @@ type jmSettings struct {
 	TokenDir  string
 	CAFile    string
 	RootCAs   *x509.CertPool // from CAFile; nil: system roots
+
+	// OAuth2, when set, takes tokens from an OAuth2 token endpoint instead of the options above.
+	OAuth2 *jobmanager.OAuth2Config
 }
 
 // fileSystem is what settings reads: the OS in production, an fstest.MapFS in tests.
@@ -322,6 +327,10 @@ func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
 		bad("jobmanager-token", "(set)", "contains whitespace or control characters")
 	}
 	readable("jobmanager-token-file", f.JobManagerTokenFile)
+	if f.OAuth2.set() && len(tokens) > 0 {
+		bad(tokens[0], "(set)", "cannot be combined with the --jobmanager-oauth2-* flags (tokens come from the token endpoint)")
+	}
+	s.JobManager.OAuth2 = f.OAuth2.settings(fsys, bad)
 	if f.JobManagerTokenDir != "" {
 		if fi, err := fsys.Stat(f.JobManagerTokenDir); err != nil {
 			bad("jobmanager-token-dir", f.JobManagerTokenDir, fmt.Sprintf("cannot be read: %v", unwrapPathError(err)))
@@ -460,6 +469,8 @@ func (s runSettings) logFields() []zap.Field {
 		jmAuth = "token file " + s.JobManager.TokenFile
 	case s.JobManager.TokenDir != "":
 		jmAuth = "token dir " + s.JobManager.TokenDir
+	case s.JobManager.OAuth2 != nil:
+		jmAuth = describeOAuth2(s.JobManager.OAuth2)
 	}
 	rules := "defaults"
 	if s.RulesFile != "" {

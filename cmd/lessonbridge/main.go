@@ -99,6 +99,7 @@ func commands() []command {
 		{"jobmanager-sim", "serve the JobManager simulator over HTTP", runSim},
 		{"batches", "list the batches the bridge is tracking", runBatches},
 		{"replay", "republish dead-lettered events to the input after a fix", runReplay},
+		{"healthcheck", "exit 0 when a URL (default the bridge's /readyz) answers 2xx; for container health checks", runHealthcheck},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -12,6 +12,9 @@
 // everything it received and applied can be inspected, from Go (Lessons, History, Creations,
 // JobIDs, JobIDConflicts, Batches, Requests) or over HTTP (GET /_sim/state).
 //
+// OAuth2 (oauth2.go) puts an OAuth2 token endpoint (client-credentials grant, short-lived tokens)
+// in front of the simulator, for `jobmanager-sim --oauth2` and tests of the OAuth2 token source.
+//
 // It is independent of package jobmanager's client on purpose: it decodes requests itself, matching
 // member names case-insensitively, so that a client bug cannot hide behind a shared decoder.
 // Non-test code other than cmd/lessonbridge must not import it.
