@@ -79,6 +79,9 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("run: %w", err)
 		}
+		if err := registerObservability(api, js, cfg); err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
 		srv, err := startHTTP(s.HTTPAddr, api.Handler(), log)
 		if err != nil {
 			return fmt.Errorf("run: --http-addr %s: %w", s.HTTPAddr, err)

@@ -151,6 +151,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
+	if err := registerObservability(api, js, devConfig(log)); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
 	httpNote := ""
 	srv, err := startHTTP(*httpAddr, api.Handler(), log)
 	if err != nil {
