@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -176,6 +177,19 @@ func TestExplainDeadLettered(t *testing.T) {
 	assert.Equal(t, "e-2", r.DeadLetters[0].EventID)
 	assert.Contains(t, r.Verdict, "not imported: create batch 4800 failed (import_failed, data)")
 	assert.Contains(t, r.Verdict, "dead-lettered")
+
+	// After a fix the dead letter is replayed (as lessonbridge replay does) and imported.
+	msg := &nats.Msg{Subject: "lessons.changes.zh-kanti", Data: body, Header: nats.Header{}}
+	msg.Header.Set(replayHeaderOf, "LESSON_DEADLETTER/1")
+	_, err := f.js.PublishMsg(context.Background(), msg, jetstream.WithMsgID(replayMsgID(1, "run1")))
+	require.NoError(t, err)
+	f.outcome("zh-kanti", schemas.StatusSucceeded, "4801", []string{"L-2"}, []string{"e-2"}, []string{}, []string{})
+	r = f.explainJSON("--mandator", "zh-kanti", "L-2")
+	assert.Equal(t, []string{"published", "submitted", "polled", "outcome", "deadletter", "replayed", "submitted", "polled", "outcome"}, whats(r))
+	require.Len(t, r.Events, 2)
+	assert.Equal(t, "LESSON_DEADLETTER/1", r.Events[1].ReplayOf)
+	assert.Equal(t, "e-2", r.Events[1].EventID, "the replayed copy is the same event")
+	assert.Contains(t, r.Verdict, "imported: create batch 4801 succeeded")
 
 	out, err := f.explain("--support", "4800")
 	require.NoError(t, err)
