@@ -91,6 +91,7 @@ type explainOptions struct {
 	inputStream      string
 	outcomeStream    string
 	deadletterStream string
+	consumerName     string
 	subjects         publisher.Subjects
 	timeout          time.Duration
 }
@@ -134,6 +135,7 @@ func parseExplainArgs(args []string, stderr io.Writer, now time.Time) (explainOp
 	fs.StringVar(&o.inputStream, "input-stream", "LESSONS", "stream of the lesson-change events")
 	fs.StringVar(&o.outcomeStream, "outcome-stream", "LESSON_OUTCOMES", "stream of the outcome events")
 	fs.StringVar(&o.deadletterStream, "deadletter-stream", "LESSON_DEADLETTER", "stream of the dead letters")
+	fs.StringVar(&o.consumerName, "consumer", "lessonbridge", "the bridge's durable consumer on the input stream (where an unsettled event is)")
 	fs.StringVar(&o.subjects.Changes, "input-prefix", def.Changes, "subject prefix of lesson changes")
 	fs.StringVar(&o.subjects.Outcomes, "outcome-prefix", def.Outcomes, "subject prefix of outcome events")
 	fs.StringVar(&o.subjects.DeadLetter, "deadletter-prefix", def.DeadLetter, "subject prefix of dead letters")
@@ -190,7 +192,7 @@ func parseExplainArgs(args []string, stderr io.Writer, now time.Time) (explainOp
 	if !o.since.IsZero() && !o.until.IsZero() && !o.since.Before(o.until) {
 		bad("until", until, "must be after --since "+since)
 	}
-	for name, v := range map[string]string{"input-stream": o.inputStream, "outcome-stream": o.outcomeStream, "deadletter-stream": o.deadletterStream} {
+	for name, v := range map[string]string{"consumer": o.consumerName, "input-stream": o.inputStream, "outcome-stream": o.outcomeStream, "deadletter-stream": o.deadletterStream} {
 		if !replayStreamRE.MatchString(v) {
 			bad(name, v, "must be a stream name ([A-Za-z0-9_-])")
 		}
@@ -298,6 +300,10 @@ type explainEvent struct {
 	LessonID  string    `json:"lessonId,omitempty"`
 	ReplayOf  string    `json:"replayOf,omitempty"` // <dead-letter stream>/<seq> for a replayed event
 	Undecoded string    `json:"undecoded,omitempty"`
+	// Consumer is, for an event no outcome or dead letter settles, where the bridge's consumer
+	// has it: "held" (delivered, not acknowledged), "waiting" (not delivered yet) or
+	// "acknowledged" (settled by an outcome the streams no longer hold, or outside the search).
+	Consumer string `json:"consumer,omitempty"`
 }
 
 // explainOutcome is an outcome event found in the outcome stream; Match says why it was taken.
@@ -373,6 +379,8 @@ type explainer struct {
 	batchIDs   map[string]bool // JobManager batch ids of the outcomes found (dead letters carry them)
 	anchor     time.Time       // the time encoded in a key or JobID id; zero when none
 	foundEvent map[string]bool // event ids found in the input stream
+
+	consumerInfo *jetstream.ConsumerInfo // read when unsettled events were found
 }
 
 // explain gathers everything the streams, the bridge and JobManager say about o.id.
@@ -394,6 +402,7 @@ func explain(ctx context.Context, js jetstream.JetStream, jm *jobmanager.Client,
 	if err := e.scanDeadLetters(ctx); err != nil {
 		return nil, err
 	}
+	e.askConsumer(ctx)
 	if o.bridgeURL != "" {
 		e.askBridge(ctx)
 	}
@@ -710,6 +719,42 @@ func (e *explainer) scanDeadLetters(ctx context.Context) error {
 	})
 }
 
+// askConsumer tells, for each input event found that no outcome or dead letter settles, whether
+// the bridge's consumer has delivered it (held by the bridge) or not yet (waiting in the stream).
+func (e *explainer) askConsumer(ctx context.Context) {
+	settled := e.settledEvents()
+	for _, dl := range e.rep.DeadLetters {
+		settled[dl.EventID] = true
+	}
+	var open []int
+	for i, ev := range e.rep.Events {
+		if !settled[ev.EventID] {
+			open = append(open, i)
+		}
+	}
+	if len(open) == 0 {
+		return
+	}
+	cons, err := e.js.Consumer(ctx, e.o.inputStream, e.o.consumerName)
+	if err != nil {
+		e.note(fmt.Sprintf("consumer %s on %s not readable (%v): whether the bridge holds the unsettled events is unknown", e.o.consumerName, e.o.inputStream, err))
+		return
+	}
+	ci := cons.CachedInfo()
+	for _, i := range open {
+		ev := &e.rep.Events[i]
+		switch {
+		case ev.Seq <= ci.AckFloor.Stream:
+			ev.Consumer = "acknowledged"
+		case ev.Seq <= ci.Delivered.Stream:
+			ev.Consumer = "held"
+		default:
+			ev.Consumer = "waiting"
+		}
+	}
+	e.consumerInfo = ci
+}
+
 // askBridge reads the running bridge's /batches and keeps the batches that concern the id.
 func (e *explainer) askBridge(ctx context.Context) {
 	base := e.o.bridgeURL
@@ -832,6 +877,18 @@ func (e *explainer) finish() {
 			text = fmt.Sprintf("event %s on %s (%s seq %d)%s, not decodable: %s", ev.EventID, ev.Subject, e.o.inputStream, ev.Seq, from, ev.Undecoded)
 		}
 		r.Timeline = append(r.Timeline, explainEntry{ev.Stored, what, text})
+		if ci := e.consumerInfo; ci != nil && ev.Consumer != "" {
+			var t string
+			switch ev.Consumer {
+			case "held":
+				t = fmt.Sprintf("delivered to consumer %s and not acknowledged: the bridge holds it (pending in a group, behind an earlier change of the lesson, or in flight); %d messages held in all", e.o.consumerName, ci.NumAckPending)
+			case "waiting":
+				t = fmt.Sprintf("not yet delivered to consumer %s: %d messages wait before and with it", e.o.consumerName, ci.NumPending)
+			default:
+				t = fmt.Sprintf("acknowledged by consumer %s, but no outcome or dead letter for it was found in the streams searched", e.o.consumerName)
+			}
+			r.Timeline = append(r.Timeline, explainEntry{e.now, ev.Consumer, t})
+		}
 	}
 	for _, oc := range r.Outcomes {
 		d := &oc.Outcome.Data
@@ -968,7 +1025,15 @@ func (e *explainer) verdict() string {
 		dl := r.DeadLetters[len(r.DeadLetters)-1]
 		return "dead-lettered: " + orDash(dl.Reason)
 	}
-	return "published, no outcome yet: waiting in the bridge or not consumed yet (use --bridge-url to see its batches)"
+	for _, ev := range r.Events {
+		switch ev.Consumer {
+		case "held":
+			return "published, held by the bridge, no outcome yet (use --bridge-url to see its batches)"
+		case "waiting":
+			return "published, not yet delivered to the bridge"
+		}
+	}
+	return "published, no outcome yet"
 }
 
 // text renders the report for people.

@@ -245,6 +245,16 @@ func TestExplainResubmittedByIsolation(t *testing.T) {
 func TestExplainInFlight(t *testing.T) {
 	f := newExplainFixture(t, 0)
 	f.event("zh-kanti", "e-5", "L-5")
+	f.event("zh-kanti", "e-6", "L-6")
+	// The bridge's consumer has taken e-5 (not acknowledged); e-6 waits in the stream.
+	ctx := context.Background()
+	cons, err := f.js.CreateOrUpdateConsumer(ctx, "LESSONS", jetstream.ConsumerConfig{Durable: "lessonbridge", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute})
+	require.NoError(t, err)
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	require.NoError(t, err)
+	for range batch.Messages() {
+	}
+	require.NoError(t, batch.Error())
 	created := time.Now().UTC()
 	jobID := "lb-" + created.Format("20060102") + "-" + uuid.Must(uuid.NewV7()).String()
 	batches := []map[string]any{
@@ -276,7 +286,7 @@ func TestExplainInFlight(t *testing.T) {
 	assert.Contains(t, r.Verdict, "in flight: batch 5000")
 	require.Len(t, r.JobManager, 1)
 	assert.Equal(t, "AwaitingLessonProcessing", r.JobManager[0].ImportStatus)
-	assert.Equal(t, []string{"published", "inflight", "jobmanager"}, whats(r))
+	assert.Equal(t, []string{"published", "inflight", "held", "jobmanager"}, whats(r))
 
 	// By JobID (what /batches of today's bridge reports), the text names the batch.
 	out, err := f.explain(jobID, "--bridge-url", strings.TrimPrefix(bridge.URL, "http://"))
@@ -289,8 +299,13 @@ func TestExplainInFlight(t *testing.T) {
 	bridge.Close()
 	out, err = f.explain("--mandator", "zh-kanti", "L-5", "--bridge-url", bridge.URL)
 	require.NoError(t, err)
-	assert.Contains(t, out, "published, no outcome yet")
+	assert.Contains(t, out, "published, held by the bridge, no outcome yet")
+	assert.Contains(t, out, "delivered to consumer lessonbridge and not acknowledged")
 	assert.Contains(t, out, "is not reachable")
+	out, err = f.explain("--mandator", "zh-kanti", "L-6")
+	require.NoError(t, err)
+	assert.Contains(t, out, "published, not yet delivered to the bridge")
+	assert.Contains(t, out, "not yet delivered to consumer lessonbridge: 1 messages wait")
 }
 
 // TestExplainUnknown: an id nobody knows ends with an error and says what was searched; a stream
