@@ -152,7 +152,8 @@ func TestDeployFilesUseExistingMetrics(t *testing.T) {
 	var addr string
 	require.Eventually(t, func() bool {
 		for _, l := range logLines(t, stderr) {
-			if a, ok := l["httpAddr"].(string); ok {
+			// Only the serving line: the configuration line logs --http-addr as given (port 0).
+			if a, ok := l["httpAddr"].(string); ok && strings.HasPrefix(l["msg"].(string), "serving") {
 				addr = a
 			}
 		}
