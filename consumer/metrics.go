@@ -19,6 +19,19 @@ type Metrics struct {
 	ledgerRecords prometheus.Gauge
 	resubmits     prometheus.Counter
 	techResubmits prometheus.Counter
+
+	// Engine state for alerting (issue 12). The engine sets them; each comment says where.
+
+	// paused is 1 while pulling is paused because MaxHeld messages are held, 0 once it resumed
+	// (set where the Consume context is stopped and restarted).
+	paused prometheus.Gauge
+	// barrierParked is the number of events parked at the start-up barrier, 0 while it is open
+	// (set where events are parked and where the barrier opens).
+	barrierParked prometheus.Gauge
+	// authFailing is 1 while JobManager's last answer was an authentication failure (401/403
+	// after the token was re-read), 0 after the next answer that was not (set where submit and
+	// poll answers are classified).
+	authFailing prometheus.Gauge
 }
 
 func newMetrics() *Metrics {
@@ -53,13 +66,20 @@ func newMetrics() *Metrics {
 			Help: "Recorded but unconfirmed batches resubmitted with their JobIDs after a restart (in-doubt windows)."}),
 		techResubmits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "technical_resubmits_total",
 			Help: "Batches failed with a technical error and resubmitted as new batches with new JobIDs (opt-in)."}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_paused",
+			Help: "1 while pulling is paused because the hold limit (--max-held) is reached, else 0."}),
+		barrierParked: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "barrier_parked_messages",
+			Help: "Events parked at the start-up barrier until another instance's messages are back (0: barrier open)."}),
+		authFailing: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "jobmanager_auth_failing",
+			Help: "1 while JobManager's last answer was an authentication failure (401/403 after re-reading the token), else 0."}),
 	}
 }
 
 // Register registers every collector with r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.batches, m.submitLatency,
-		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits, m.techResubmits} {
+		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits, m.techResubmits,
+		m.paused, m.barrierParked, m.authFailing} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

@@ -100,6 +100,9 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := api.setBridge(bridge, bridge.Metrics()); err != nil {
 			return fmt.Errorf("run: %w", err)
 		}
+		if err := registerObservability(api, js, cfg); err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
 	}
 
 	err = bridge.Run(ctx)

@@ -219,6 +219,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
+	if err := registerObservability(api, js, devConfig(log)); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
 	httpNote := ""
 	srv, err := startHTTP(*httpAddr, api.Handler(), log)
 	if err != nil {
@@ -316,6 +319,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		if !*exitWhenDone {
 			_ = out.println(fmt.Sprintf("the bridge keeps running: publish more with `%s publish --nats-url %s --sample 20 --mandator %s`; Ctrl-C stops", self, natsURL, *mandator))
+			if m, lesson := devExplainTarget(changes, annex, broken); lesson != "" {
+				_ = out.println("what happened to a lesson: " + explainExample(natsURL, m, lesson, srv.Addr))
+			}
 			select {
 			case <-ctx.Done():
 			case err := <-runDone:
@@ -597,4 +603,19 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+// devExplainTarget picks the lesson dev's explain example asks about: the first of the batch that
+// fails on purpose, else the first sample event's.
+func devExplainTarget(changes []publisher.RawChange, annex string, broken int) (mandator, lessonID string) {
+	for _, c := range changes {
+		if broken > 0 && c.Mandator != annex {
+			continue
+		}
+		var ev schemas.LessonChange
+		if json.Unmarshal(c.Body, &ev) == nil && ev.Data.LessonID != "" {
+			return c.Mandator, ev.Data.LessonID
+		}
+	}
+	return "", ""
 }

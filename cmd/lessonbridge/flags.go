@@ -24,6 +24,7 @@ var commandEnvPrefix = map[string]string{
 	"publish": "LESSONBRIDGE_PUBLISH_",
 	"watch":   "LESSONBRIDGE_WATCH_",
 	"replay":  "LESSONBRIDGE_REPLAY_",
+	"explain": "LESSONBRIDGE_EXPLAIN_",
 }
 
 func envSuffix(flagName string) string {

@@ -98,6 +98,7 @@ func commands() []command {
 		{"watch", "print outcome events (and dead letters with --deadletter) as they arrive", runWatch},
 		{"jobmanager-sim", "serve the JobManager simulator over HTTP", runSim},
 		{"batches", "list the batches the bridge is tracking", runBatches},
+		{"explain", "tell what happened to an event, lesson, batch, JobID or batch key", runExplain},
 		{"replay", "republish dead-lettered events to the input after a fix", runReplay},
 		{"healthcheck", "exit 0 when a URL (default the bridge's /readyz) answers 2xx; for container health checks", runHealthcheck},
 		{"version", "print the version", runVersion},
