@@ -3,7 +3,11 @@ package jobmanager
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // benchJobs returns 100 jobs of 5 lessons (500 lessons, the default --batch-max-lessons),
@@ -28,9 +32,87 @@ func benchJobs() []Job {
 	return jobs
 }
 
+// The straightforward encoding/json submit body that the hand-written encoder (appendJobs) is
+// measured against: json.Marshal of the jobs, each lesson's known fields marshalled as a struct
+// with omitempty, then its Extra members sorted, each value marshalled as a json.RawMessage
+// (which validates and compacts it). It writes the same JSON values as appendJobs
+// (TestStdSubmitBodyMatches); it differs only in escaping <, > and & inside Extra values too.
+
+type stdJob struct {
+	JobID       string      `json:"JobID"`
+	LektionList []stdLesson `json:"LektionList"`
+}
+
+type stdLesson Lesson
+
+func (l stdLesson) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(struct {
+		LektionID     string `json:"LektionId"`
+		Beginn        string `json:"Beginn,omitempty"`
+		Ende          string `json:"Ende,omitempty"`
+		RessourceName string `json:"RessourceName,omitempty"`
+	}{l.LektionID, l.Beginn, l.Ende, l.RessourceName})
+	if err != nil || len(l.Extra) == 0 {
+		return b, err
+	}
+	keys := make([]string, 0, len(l.Extra))
+	for k := range l.Extra {
+		if !knownLessonKey(k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	b = b[:len(b)-1]
+	for _, k := range keys {
+		kb, _ := json.Marshal(k)
+		b = append(append(append(b, ','), kb...), ':')
+		v := l.Extra[k]
+		if v == nil {
+			b = append(b, "null"...)
+			continue
+		}
+		vb, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("jobmanager: lesson %q: extra member %q: %w", l.LektionID, k, err)
+		}
+		b = append(b, vb...)
+	}
+	return append(b, '}'), nil
+}
+
+func toStdJobs(jobs []Job) []stdJob {
+	out := make([]stdJob, len(jobs))
+	for i, j := range jobs {
+		out[i].JobID = j.JobID
+		for _, l := range j.LektionList {
+			out[i].LektionList = append(out[i].LektionList, stdLesson(l))
+		}
+	}
+	return out
+}
+
+// TestStdSubmitBodyMatches: the encoding/json baseline writes the bytes appendJobs writes, so
+// that BenchmarkMarshalJobs compares like with like.
+func TestStdSubmitBodyMatches(t *testing.T) {
+	jobs := append(benchJobs(), Job{JobID: "j-x", LektionList: []Lesson{{LektionID: "q\"\\\n\u2028\xff", Extra: map[string]json.RawMessage{
+		"Zeta": json.RawMessage(`"z"`), "alpha": json.RawMessage(`{ "a" : [1, 2] }`), "beginn": json.RawMessage(`"evil"`),
+		"reſſourcename": json.RawMessage(`1`), "Nil": nil,
+	}}}})
+	want, err := appendJobs(nil, jobs)
+	require.NoError(t, err)
+	got, err := json.Marshal(toStdJobs(jobs))
+	require.NoError(t, err)
+	assert.Equal(t, string(want), string(got))
+
+	_, err = json.Marshal(toStdJobs([]Job{{JobID: "j", LektionList: []Lesson{{LektionID: "L-4", Extra: map[string]json.RawMessage{"x": json.RawMessage(`{nope`)}}}}}))
+	assert.ErrorContains(t, err, `jobmanager: lesson "L-4": extra member "x"`)
+}
+
+// BenchmarkMarshalJobs compares, on one 500-lesson submit body, the hand-written encoder
+// (appendJobs, what Submit sends) with the straightforward encoding/json one above.
 func BenchmarkMarshalJobs(b *testing.B) {
 	jobs := benchJobs()
-	b.Run("submit-body", func(b *testing.B) {
+	b.Run("hand-written", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := appendJobs(make([]byte, 0, 80<<10), jobs); err != nil {
@@ -38,12 +120,89 @@ func BenchmarkMarshalJobs(b *testing.B) {
 			}
 		}
 	})
-	b.Run("json.Marshal", func(b *testing.B) {
+	std := toStdJobs(jobs)
+	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := json.Marshal(jobs); err != nil {
+			if _, err := json.Marshal(std); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
+}
+
+// stdDecodeBatchStatus is the straightforward encoding/json status decoder that
+// decodeBatchStatus (a member walker on json.Decoder tokens) is measured against: one
+// json.Unmarshal into a struct of json.RawMessage fields, whose names encoding/json matches
+// case-insensitively, then the same conversions of each value.
+func stdDecodeBatchStatus(body []byte) (*BatchStatus, error) {
+	var w struct {
+		BatchID       json.RawMessage `json:"BatchId"`
+		ImportStatus  json.RawMessage
+		LessonCount   json.RawMessage
+		ErrorMessages json.RawMessage
+	}
+	if err := json.Unmarshal(body, &w); err != nil {
+		return nil, fmt.Errorf("jobmanager: %w", err)
+	}
+	var st BatchStatus
+	var err error
+	field := func(name string, raw json.RawMessage, conv func(json.RawMessage) error) {
+		if err == nil && raw != nil {
+			if cerr := conv(raw); cerr != nil {
+				err = fmt.Errorf("jobmanager: batch status field %q: %w", name, cerr)
+			}
+		}
+	}
+	field("BatchId", w.BatchID, func(r json.RawMessage) (e error) { st.BatchID, e = scalarString(r); return })
+	field("ImportStatus", w.ImportStatus, func(r json.RawMessage) error {
+		s, e := scalarString(r)
+		st.ImportStatus = ImportStatus(s)
+		return e
+	})
+	field("LessonCount", w.LessonCount, func(r json.RawMessage) (e error) { st.LessonCount, e = decodeCount(r); return })
+	field("ErrorMessages", w.ErrorMessages, func(r json.RawMessage) (e error) { st.ErrorMessages, e = decodeMessages(r); return })
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// benchStatusBodies are a submit answer (202) and a failed batch's status, as the simulator
+// writes them.
+var benchStatusBodies = map[string]string{
+	"accepted": `{"BatchId":"12345","ImportStatus":"AwaitingLessonCreation"}`,
+	"failed": `{"BatchId":"12346","ImportStatus":"LessonsImportFailed","LessonCount":500,` +
+		`"ErrorMessages":["Fehler: Lektion L-000123: Beginn ist ungültig","Fehler: Lektion L-000124: Ende fehlt"]}`,
+}
+
+func TestStdDecodeBatchStatusMatches(t *testing.T) {
+	for name, body := range benchStatusBodies {
+		want, err := decodeBatchStatus([]byte(body))
+		require.NoError(t, err, name)
+		got, err := stdDecodeBatchStatus([]byte(body))
+		require.NoError(t, err, name)
+		assert.Equal(t, want, got, name)
+	}
+}
+
+// BenchmarkDecodeBatchStatus compares decodeBatchStatus (what Submit and Batch use) with the
+// straightforward encoding/json decoder above.
+func BenchmarkDecodeBatchStatus(b *testing.B) {
+	for _, name := range []string{"accepted", "failed"} {
+		body := []byte(benchStatusBodies[name])
+		for _, bm := range []struct {
+			name   string
+			decode func([]byte) (*BatchStatus, error)
+		}{{"hand-written", decodeBatchStatus}, {"encoding-json", stdDecodeBatchStatus}} {
+			b.Run(name+"/"+bm.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := bm.decode(body); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
 }

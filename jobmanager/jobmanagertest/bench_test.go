@@ -1,6 +1,8 @@
 package jobmanagertest
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -75,18 +77,17 @@ func BenchmarkSubmit500(b *testing.B) {
 	}
 }
 
-// BenchmarkDecodeJobs500 compares decodeJobs with legacyDecodeJobs, the map-based decoder it
-// replaced, on the body of BenchmarkSubmit500. The legacy one includes the json.Marshal of every
-// job's lessons that the simulator used to do per submit; the new one has nothing like it (the
-// content of a JobID is compared only when the JobID comes again).
+// BenchmarkDecodeJobs500 compares decodeJobs (the single-pass scanner) with stdDecodeJobs, the
+// straightforward encoding/json decoder (each object into a map of json.RawMessage) that gives the
+// same results and messages (FuzzDecodeJobs), on the body of BenchmarkSubmit500.
 func BenchmarkDecodeJobs500(b *testing.B) {
 	body, _ := submitBody500()
 	for _, bm := range []struct {
 		name   string
 		decode func([]byte) (int, error)
 	}{
-		{"legacy", func(body []byte) (int, error) { jobs, err := legacyDecodeJobs(body); return len(jobs), err }},
-		{"new", func(body []byte) (int, error) { jobs, err := decodeJobs(body); return len(jobs), err }},
+		{"hand-written", func(body []byte) (int, error) { jobs, err := decodeJobs(body); return len(jobs), err }},
+		{"encoding-json", func(body []byte) (int, error) { jobs, err := stdDecodeJobs(body); return len(jobs), err }},
 	} {
 		b.Run(bm.name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
@@ -100,4 +101,39 @@ func BenchmarkDecodeJobs500(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*500), "ns/lesson")
 		})
 	}
+}
+
+// BenchmarkSameLessons compares sameLessons (a hand-written encoder) with comparing the
+// json.Marshal output, on one job of 100 lessons sent twice (a resubmit with the same JobID).
+func BenchmarkSameLessons(b *testing.B) {
+	body, _ := submitBody500()
+	first, err := decodeJobs(body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	again, err := decodeJobs(body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	x, y := first[0].Lessons, again[0].Lessons
+	for _, bm := range []struct {
+		name string
+		same func(a, b []StoredLesson) bool
+	}{{"hand-written", sameLessons}, {"encoding-json", stdSameLessons}} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if !bm.same(x, y) {
+					b.Fatal("not the same")
+				}
+			}
+		})
+	}
+}
+
+// stdSameLessons is sameLessons by its definition: json.Marshal encodes a and b alike.
+func stdSameLessons(a, b []StoredLesson) bool {
+	ja, erra := json.Marshal(a)
+	jb, errb := json.Marshal(b)
+	return erra == nil && errb == nil && bytes.Equal(ja, jb)
 }
