@@ -1,8 +1,6 @@
 package jobmanagertest
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -101,39 +99,4 @@ func BenchmarkDecodeJobs500(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*500), "ns/lesson")
 		})
 	}
-}
-
-// BenchmarkSameLessons compares sameLessons (a hand-written encoder) with comparing the
-// json.Marshal output, on one job of 100 lessons sent twice (a resubmit with the same JobID).
-func BenchmarkSameLessons(b *testing.B) {
-	body, _ := submitBody500()
-	first, err := decodeJobs(body)
-	if err != nil {
-		b.Fatal(err)
-	}
-	again, err := decodeJobs(body)
-	if err != nil {
-		b.Fatal(err)
-	}
-	x, y := first[0].Lessons, again[0].Lessons
-	for _, bm := range []struct {
-		name string
-		same func(a, b []StoredLesson) bool
-	}{{"hand-written", sameLessons}, {"encoding-json", stdSameLessons}} {
-		b.Run(bm.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if !bm.same(x, y) {
-					b.Fatal("not the same")
-				}
-			}
-		})
-	}
-}
-
-// stdSameLessons is sameLessons by its definition: json.Marshal encodes a and b alike.
-func stdSameLessons(a, b []StoredLesson) bool {
-	ja, erra := json.Marshal(a)
-	jb, errb := json.Marshal(b)
-	return erra == nil && errb == nil && bytes.Equal(ja, jb)
 }

@@ -10,36 +10,12 @@ import (
 
 // The decoder as it was before decodeJobs became a single-pass scanner: each object decoded into a
 // map of json.RawMessage by encoding/json. It stays as the reference that FuzzDecodeJobs compares
-// decodeJobs against, and as the baseline of BenchmarkDecodeJobs500.
+// decodeJobs against, and as the encoding/json baseline of BenchmarkDecodeJobs500.
 
-// legacyJob is a job with its canonical content, json.Marshal of its lessons, which the simulator
-// used to compare a repeated JobID's content with its first.
-type legacyJob struct {
-	job
-	canonLesson string
-}
-
-// legacyDecodeJobs decodes a submit body: a JSON array of job objects. Member names are matched
+// stdDecodeJobs decodes a submit body: a JSON array of job objects. Member names are matched
 // case-insensitively (JobID/JobId, LektionId/LektionID, ...). It returns an error, meant for a 400
 // answer, when the body is not such an array or a known member has the wrong JSON type. Missing
-// members are not errors here: they are validation errors of the batch.
-func legacyDecodeJobs(body []byte) ([]legacyJob, error) {
-	jobs, err := stdDecodeJobs(body)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]legacyJob, len(jobs))
-	for i, j := range jobs {
-		canon, err := json.Marshal(j.Lessons)
-		if err != nil {
-			return nil, fmt.Errorf("job %d: LektionList: %w", i, err)
-		}
-		out[i] = legacyJob{job: j, canonLesson: string(canon)}
-	}
-	return out, nil
-}
-
-// stdDecodeJobs is legacyDecodeJobs without the canonical content: the straightforward
+// members are not errors here: they are validation errors of the batch. It is the straightforward
 // encoding/json decoder that BenchmarkDecodeJobs500 measures decodeJobs against.
 func stdDecodeJobs(body []byte) ([]job, error) {
 	body = bytes.TrimSpace(body)
