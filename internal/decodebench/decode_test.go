@@ -27,6 +27,10 @@ var seeds = []string{
 	`{"spec\u0076ersion":"1.0","\u0069d":"a","source":"b","type":"lesson.deleted","data":{"lesson\u0049d":"c\n"}}`,
 	`{"specversion":1,"id":{"a" : [1, 2]},"source":null,"type":true,"time":5,"data":{"lessonId":"\u0001","start":"x","attributes":[]}}`,
 	`{"specversion":"1.0","id":"a","source":"b","type":"lesson.created","data":{"lessonId":"c","start":"2025-12-23T08:00:00Z","end":"2025-12-23T08:00:00Z","resource":"r","attributes":{}}}`,
+	// A valid W3C traceparent: ignored by Decode today; once Decode keeps the CloudEvents
+	// traceparent extension (branch h12-explain), stdDecode must do the same or this fails.
+	`{"specversion":"1.0","id":"a","source":"b","type":"lesson.deleted","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","data":{"lessonId":"c"}}`,
+	`{"specversion":"1.0","id":"a","source":"b","type":"lesson.deleted","traceparent":"00-zz","data":{"lessonId":"c"}}`,
 	"{\"specversion\":\"1.0\",\"id\":\"\xff\",\"source\":\"b\",\"type\":\"lesson.deleted\",\"data\":{\"lessonId\":\"c\",\"attributes\":{\"\xffk\":1,\"a\":{ \"b\" : 2 }}}}",
 }
 
