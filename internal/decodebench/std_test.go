@@ -73,6 +73,11 @@ func (d *decoder) decode(raw []byte, mandator string) *schemas.LessonChange {
 		e.DataContentType = ct
 	}
 	e.DataSchema, _ = d.str("dataschema", env["dataschema"], false)
+	if v := env["traceparent"]; v != nil && v[0] == '"' && !bytes.Contains(v, []byte{'\\'}) {
+		if s := d.plain(v); schemas.ValidTraceParent(s) {
+			e.TraceParent = s // kept when valid, ignored otherwise, as Decode does
+		}
+	}
 
 	data := env["data"]
 	switch {
