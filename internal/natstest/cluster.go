@@ -131,8 +131,10 @@ func (n *Node) start() error {
 		return fmt.Errorf("natstest: node %s not ready within 10s", n.Name)
 	}
 	n.Server = s
+	n.c.mu.Lock()
 	n.port = s.Addr().(*net.TCPAddr).Port
 	n.routePort = s.ClusterAddr().Port
+	n.c.mu.Unlock()
 	return nil
 }
 
@@ -205,21 +207,25 @@ func (c *Cluster) Connect(i int) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-// WaitReady waits until a running node is JetStream meta leader and every running node is current.
+// WaitReady waits until a running node is JetStream meta leader, sees every running node as an
+// online JetStream peer, and every running node is current.
 func (c *Cluster) WaitReady(timeout time.Duration) {
 	c.t.Helper()
-	c.waitFor(timeout, "JetStream meta leader and current nodes", func() bool {
-		leader := false
+	c.waitFor(timeout, "JetStream meta leader with every running node current", func() bool {
+		running, peers := 0, 0
 		for _, n := range c.Nodes {
 			if !n.Running() {
 				continue
 			}
+			running++
 			if !n.JetStreamIsCurrent() {
 				return false
 			}
-			leader = leader || n.JetStreamIsLeader()
+			if n.JetStreamIsLeader() {
+				peers = len(n.JetStreamClusterPeers())
+			}
 		}
-		return leader
+		return running > 0 && peers == running
 	})
 }
 
@@ -331,13 +337,13 @@ func (c *Cluster) acceptLoop(to *Node) {
 // its CONNECT, which names it; a connection from or to a dead node is closed.
 func (c *Cluster) relay(to *Node, in net.Conn) {
 	c.mu.Lock()
-	dead := c.dead[to.Name]
+	dead, port := c.dead[to.Name], to.routePort
 	c.mu.Unlock()
 	if dead {
 		_ = in.Close()
 		return
 	}
-	out, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", to.routePort), 2*time.Second)
+	out, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 2*time.Second)
 	if err != nil {
 		_ = in.Close()
 		return
