@@ -150,6 +150,14 @@ type limits struct {
 	markerTTL                          time.Duration
 }
 
+// MinInputMaxAge is the smallest InputMaxAge c accepts: twice the longest life of a batch
+// (PollTimeout + SubmitMaxElapsed + AckWait, defaults applied), since the server removes an event
+// older than the max age even while its batch is still open.
+func (c Config) MinInputMaxAge() time.Duration {
+	d := c.Defaults()
+	return 2 * (d.PollTimeout + d.SubmitMaxElapsed + d.AckWait)
+}
+
 // limits applies the defaults of the cluster fields and checks them, naming field and value.
 func (c Config) limits() (limits, error) {
 	var errs []error
@@ -172,9 +180,9 @@ func (c Config) limits() (limits, error) {
 		}
 		return v
 	}
-	batchLife := c.PollTimeout + c.SubmitMaxElapsed + c.AckWait
-	l.inputMaxAge = age("InputMaxAge", c.InputMaxAge, DefaultInputMaxAge, 2*batchLife,
-		fmt.Sprintf("must be at least %v, twice a batch's life (PollTimeout + SubmitMaxElapsed + AckWait): the server drops older events even before they are settled", 2*batchLife))
+	minIn := c.MinInputMaxAge()
+	l.inputMaxAge = age("InputMaxAge", c.InputMaxAge, DefaultInputMaxAge, minIn,
+		fmt.Sprintf("must be at least %v, twice a batch's life (PollTimeout + SubmitMaxElapsed + AckWait): the server drops older events even before they are settled", minIn))
 	l.outcomeMaxAge = age("OutcomeMaxAge", c.OutcomeMaxAge, DefaultOutcomeMaxAge, outcomeDupWindow,
 		fmt.Sprintf("must be at least %v, the outcome de-duplication window", outcomeDupWindow))
 	l.dlqAge = age("DeadLetterMaxAge", c.DeadLetterMaxAge, DefaultDeadLetterMaxAge, outcomeDupWindow,
@@ -200,7 +208,7 @@ type topology struct {
 
 func (b *Bridge) ensureTopology(ctx context.Context) (*topology, error) {
 	c := b.cfg
-	lim, err := c.Defaults().limits()
+	lim, err := c.limits()
 	if err != nil {
 		return nil, err
 	}

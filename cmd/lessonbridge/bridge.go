@@ -79,6 +79,11 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("run: %w", err)
 		}
+		stopLeaders, err := watchLeaders(ctx, api, js, cfg, log)
+		if err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		defer stopLeaders()
 		srv, err := startHTTP(s.HTTPAddr, api.Handler(), log)
 		if err != nil {
 			return fmt.Errorf("run: --http-addr %s: %w", s.HTTPAddr, err)

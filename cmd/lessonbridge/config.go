@@ -71,6 +71,8 @@ type runFlags struct {
 	HTTPAddr  string
 	LogLevel  string
 	LogFormat string
+
+	Cluster clusterFlags // cluster.go
 }
 
 // boolText is a boolean flag kept as text (so `--ensure-topology` alone means true and a bad value
@@ -134,6 +136,7 @@ func registerRunFlags(fs *flag.FlagSet) *runFlags {
 	s(&f.HTTPAddr, "http-addr", "127.0.0.1:8081", "address of /metrics, /healthz, /readyz and /batches (empty disables)")
 	s(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
 	s(&f.LogFormat, "log-format", "json", "json or console")
+	f.Cluster.register(fs)
 	return f
 }
 
@@ -313,6 +316,7 @@ func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
 		bad("job-id-prefix", f.JobIDPrefix, "must be 1-64 letters, digits or '-'")
 	}
 	c.JobIDPrefix = f.JobIDPrefix
+	f.Cluster.apply(c, bad)
 
 	// NATS.
 	if strings.TrimSpace(f.NATSURL) == "" {
@@ -484,7 +488,7 @@ func (s runSettings) logFields() []zap.Field {
 	if s.RulesFile != "" {
 		rules = "defaults after " + s.RulesFile
 	}
-	return []zap.Field{
+	return append([]zap.Field{
 		zap.String("version", version),
 		zap.String("natsUrl", redactURLs(s.NATS.URL)),
 		zap.String("natsAuth", natsAuth),
@@ -521,5 +525,5 @@ func (s runSettings) logFields() []zap.Field {
 		zap.String("ledgerBucket", c.LedgerBucket),
 		zap.String("jobIdPrefix", c.JobIDPrefix),
 		zap.String("httpAddr", s.HTTPAddr),
-	}
+	}, clusterLogFields(c)...)
 }

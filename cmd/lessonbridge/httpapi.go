@@ -36,7 +36,8 @@ type httpAPI struct {
 	bridge        bridgeView
 	natsConnected func() bool
 	registry      *prometheus.Registry
-	probe         *jmProbe // nil: JobManager reachability is not reported
+	probe         *jmProbe     // nil: JobManager reachability is not reported
+	leaders       func() error // nil: not checked; else the last JetStream leader check (cluster.go)
 }
 
 // newHTTPAPI returns the endpoints of bridge. metrics is registered in a dedicated registry with the
@@ -94,6 +95,7 @@ type readiness struct {
 	NATS       string          `json:"nats"`   // connected or disconnected
 	Bridge     string          `json:"bridge"` // ready or not ready
 	JobManager *jmReachability `json:"jobmanager,omitempty"`
+	JetStream  string          `json:"jetstream,omitempty"` // leaders present, or why not
 }
 
 // jmReachability is the information part of /readyz: whether JobManager answered lately.
@@ -116,6 +118,12 @@ func (a *httpAPI) readyz(w http.ResponseWriter, r *http.Request) {
 		rd.Bridge = "ready"
 	}
 	rd.Ready = natsOK && bridgeOK
+	if a.leaders != nil {
+		rd.JetStream = "leaders present"
+		if err := a.leaders(); err != nil {
+			rd.JetStream, rd.Ready = err.Error(), false
+		}
+	}
 	if a.probe != nil {
 		res := a.probe.check(r.Context())
 		rd.JobManager = &res

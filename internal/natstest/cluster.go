@@ -112,6 +112,7 @@ func (n *Node) options() *server.Options {
 			Host:      "127.0.0.1",
 			Port:      routePort,
 			Advertise: n.proxy.Addr().String(), // so no node dials another one around the proxies
+			PoolSize:  -1,                      // one route per pair of nodes, so WaitReady can count them
 		},
 		Routes: routes,
 	}
@@ -207,8 +208,8 @@ func (c *Cluster) Connect(i int) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-// WaitReady waits until a running node is JetStream meta leader, sees every running node as an
-// online JetStream peer, and every running node is current.
+// WaitReady waits until every running node has a route to every other one and is current, and one
+// of them is JetStream meta leader and sees every running node as an online peer.
 func (c *Cluster) WaitReady(timeout time.Duration) {
 	c.t.Helper()
 	c.waitFor(timeout, "JetStream meta leader with every running node current", func() bool {
@@ -225,7 +226,15 @@ func (c *Cluster) WaitReady(timeout time.Duration) {
 				peers = len(n.JetStreamClusterPeers())
 			}
 		}
-		return running > 0 && peers == running
+		if running == 0 || peers != running {
+			return false
+		}
+		for _, n := range c.Nodes {
+			if n.Running() && n.NumRoutes() != running-1 {
+				return false
+			}
+		}
+		return true
 	})
 }
 
@@ -402,4 +411,48 @@ func StreamReplicas(ctx context.Context, js jetstream.JetStream, stream string) 
 		leader = info.Cluster.Leader
 	}
 	return info.Config.Replicas, leader, nil
+}
+
+// MoveStreamLeader makes node to the leader of the stream (asking the current leader to step down
+// in its favour) and waits until it is.
+func (c *Cluster) MoveStreamLeader(js jetstream.JetStream, stream string, to *Node) {
+	c.t.Helper()
+	c.moveLeader(js, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, "stream "+stream, to,
+		func() *Node { return c.StreamLeader(stream) })
+}
+
+// MoveConsumerLeader makes node to the leader of the consumer and waits until it is.
+func (c *Cluster) MoveConsumerLeader(js jetstream.JetStream, stream, consumer string, to *Node) {
+	c.t.Helper()
+	c.moveLeader(js, "$JS.API.CONSUMER.LEADER.STEPDOWN."+stream+"."+consumer, "consumer "+stream+"/"+consumer, to,
+		func() *Node { return c.ConsumerLeader(stream, consumer) })
+}
+
+// MetaLeader returns the index of the running node that is JetStream meta leader, or -1.
+func (c *Cluster) MetaLeader() int {
+	for i, n := range c.Nodes {
+		if n.Running() && n.JetStreamIsLeader() {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *Cluster) moveLeader(js jetstream.JetStream, subject, what string, to *Node, leader func() *Node) {
+	c.t.Helper()
+	req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, to.Name)
+	deadline := time.Now().Add(30 * time.Second)
+	for leader() != to {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("natstest: %s: leadership did not move to %s", what, to.Name)
+		}
+		if l := leader(); l != nil {
+			if _, err := js.Conn().Request(subject, []byte(req), 2*time.Second); err != nil {
+				c.t.Logf("natstest: %s: step-down request: %v", what, err)
+			}
+		}
+		for end := time.Now().Add(2 * time.Second); leader() != to && time.Now().Before(end); {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
