@@ -279,6 +279,8 @@ func TestClusterTopology(t *testing.T) {
 	ctx := context.Background()
 	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "LESSONS", Subjects: []string{"lessons.changes.>"}, Replicas: 1})
 	require.NoError(t, err)
+	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "lessonbridge_ledger", History: 1, Replicas: 1})
+	require.NoError(t, err)
 	_, jm := newSim(t)
 	cfg := quickConfig(t)
 	cfg.Replicas = 3
@@ -287,7 +289,7 @@ func TestClusterTopology(t *testing.T) {
 	startBridge(t, js, jm, cfg)
 
 	for stream, age := range map[string]time.Duration{"LESSON_OUTCOMES": consumer.DefaultOutcomeMaxAge,
-		"LESSON_DEADLETTER": consumer.DefaultDeadLetterMaxAge, "KV_lessonbridge_ledger": 0} {
+		"LESSON_DEADLETTER": consumer.DefaultDeadLetterMaxAge} {
 		s, err := js.Stream(ctx, stream)
 		require.NoError(t, err)
 		assert.Equal(t, 3, s.CachedInfo().Config.Replicas, stream)
@@ -303,7 +305,13 @@ func TestClusterTopology(t *testing.T) {
 	assert.Equal(t, "LESSONS", warns[0].ContextMap()["stream"])
 	assert.EqualValues(t, 1, warns[0].ContextMap()["streamReplicas"])
 	assert.EqualValues(t, 3, warns[0].ContextMap()["replicas"])
-	assert.Zero(t, logs.FilterMessageSnippet("existing ledger bucket has fewer replicas").Len())
+	lw := logs.FilterMessageSnippet("existing ledger bucket has fewer replicas than configured").All()
+	require.Len(t, lw, 1)
+	assert.Equal(t, zap.WarnLevel, lw[0].Level)
+	assert.Equal(t, "lessonbridge_ledger", lw[0].ContextMap()["ledgerBucket"])
+	assert.EqualValues(t, 1, lw[0].ContextMap()["bucketReplicas"])
+	assert.Equal(t, 1, bucketStream(t, js, "lessonbridge_ledger").Config.Replicas, "an existing bucket is not changed")
+	assert.Equal(t, 1, logs.FilterMessageSnippet("has no marker TTL; settled records are purged").Len())
 	require.NoError(t, consumer.CheckLeaders(ctx, js, cfg))
 }
 
@@ -332,6 +340,13 @@ func TestCheckLeadersWithoutQuorum(t *testing.T) {
 	in := startBridge(t, js, jm, cfg)
 	ctx := context.Background()
 	require.NoError(t, consumer.CheckLeaders(ctx, js, cfg))
+	st := bucketStream(t, js, "lessonbridge_ledger")
+	assert.Equal(t, 3, st.Config.Replicas, "the ledger bucket is created with Replicas")
+	assert.True(t, st.Config.AllowMsgTTL)
+	cons, err := js.Consumer(ctx, "LESSONS", "lessonbridge")
+	require.NoError(t, err)
+	require.NotNil(t, cons.CachedInfo().Cluster)
+	assert.Len(t, cons.CachedInfo().Cluster.Replicas, 2, "the consumer has the input stream's three replicas (a leader and two more)")
 
 	c.Nodes[1].Kill()
 	c.Nodes[2].Kill()
@@ -340,7 +355,6 @@ func TestCheckLeadersWithoutQuorum(t *testing.T) {
 		defer cancel()
 		return consumer.CheckLeaders(cctx, js, cfg)
 	}
-	var err error
 	require.Eventually(t, func() bool { err = check(); return err != nil }, 30*time.Second, 50*time.Millisecond)
 	t.Logf("without quorum: %v", err)
 	assert.Regexp(t, `input stream LESSONS|consumer lessonbridge on LESSONS|ledger bucket lessonbridge_ledger`, err.Error())
