@@ -70,6 +70,9 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("run: %w", err)
 	}
 
+	leaders := newLeaderWatch(js, cfg, log) // readiness and moving off a cut-off server (cluster.go)
+	defer leaders.start(ctx)()
+
 	if s.HTTPAddr != "" {
 		probeMandator := ""
 		if len(cfg.Mandators) > 0 {
@@ -79,11 +82,9 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("run: %w", err)
 		}
-		stopLeaders, err := watchLeaders(ctx, api, js, cfg, log)
-		if err != nil {
+		if err := leaders.serve(api); err != nil {
 			return fmt.Errorf("run: %w", err)
 		}
-		defer stopLeaders()
 		srv, err := startHTTP(s.HTTPAddr, api.Handler(), log)
 		if err != nil {
 			return fmt.Errorf("run: --http-addr %s: %w", s.HTTPAddr, err)

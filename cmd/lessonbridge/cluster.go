@@ -82,34 +82,61 @@ func clusterLogFields(c consumer.Config) []zap.Field {
 		zap.Duration("ledgerMarkerTtl", c.LedgerMarkerTTL)}
 }
 
-// Leader checks: how often and how long.
+// Leader checks: how often and how long, and how long leaders may be missing before the bridge
+// moves its connection to another server: longer than a JetStream election (4-9 s after the leader
+// went silent) plus a check, so that an election alone never causes a reconnect.
 const (
-	leaderCheckEvery   = 2 * time.Second
-	leaderCheckTimeout = 2 * time.Second
+	leaderCheckEvery      = 2 * time.Second
+	leaderCheckTimeout    = 2 * time.Second
+	leaderReconnectAfter  = 15 * time.Second
+	leaderReconnectMaxGap = 2 * time.Minute
 )
 
 // leaderWatch asks JetStream in the background whether the input stream, the consumer and the
 // ledger have a leader (consumer.CheckLeaders) and keeps the last answer for /readyz, which never
 // waits for it. It logs each change once and exports it as a gauge.
+//
+// When leaders stay missing for reconnectAfter although they were present before, the server the
+// bridge is connected to may be cut off from the rest of the cluster (a network partition of that
+// node: the connection itself is fine, so the client would never leave it). Then the watch makes the
+// client reconnect, which tries the other servers first; if leaders are still missing it tries again
+// after twice the wait, at most every reconnectMaxGap.
 type leaderWatch struct {
-	check   func(ctx context.Context) error
-	every   time.Duration
-	timeout time.Duration
-	log     *zap.Logger
-	gauge   prometheus.Gauge
+	check          func(ctx context.Context) error
+	reconnect      func() error // nil: never
+	every          time.Duration
+	timeout        time.Duration
+	reconnectAfter time.Duration
+	reconnectMax   time.Duration
+	now            func() time.Time
+	log            *zap.Logger
+	gauge          prometheus.Gauge
 
-	mu      sync.Mutex
-	last    error // nil: leaders present
-	checked bool
-	wasOK   bool // leaders were present once: the bridge's topology exists
+	mu        sync.Mutex
+	last      error // nil: leaders present
+	checked   bool
+	wasOK     bool      // leaders were present once: the bridge's topology exists
+	since     time.Time // leaders missing since (after wasOK)
+	wait      time.Duration
+	nextForce time.Time
 }
 
 func newLeaderWatch(js jetstream.JetStream, cfg consumer.Config, log *zap.Logger) *leaderWatch {
+	nc := js.Conn()
 	return &leaderWatch{
-		check:   func(ctx context.Context) error { return consumer.CheckLeaders(ctx, js, cfg) },
-		every:   leaderCheckEvery,
-		timeout: leaderCheckTimeout,
-		log:     log,
+		check: func(ctx context.Context) error { return consumer.CheckLeaders(ctx, js, cfg) },
+		reconnect: func() error {
+			if len(nc.Servers()) < 2 {
+				return fmt.Errorf("no other server known")
+			}
+			return nc.ForceReconnect()
+		},
+		every:          leaderCheckEvery,
+		timeout:        leaderCheckTimeout,
+		reconnectAfter: leaderReconnectAfter,
+		reconnectMax:   leaderReconnectMaxGap,
+		now:            time.Now,
+		log:            log,
 		gauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lessonbridge_jetstream_leaders",
 			Help: "1 while JetStream has a leader for the input stream, the consumer and the ledger bucket; 0 while one is missing (a cluster electing, or too many nodes down)."}),
 	}
@@ -150,6 +177,7 @@ func (w *leaderWatch) record(err error) {
 	defer w.mu.Unlock()
 	changed := !w.checked || (err == nil) != (w.last == nil)
 	w.checked, w.last = true, err
+	w.maybeReconnect(err, changed)
 	if err == nil {
 		w.gauge.Set(1)
 	} else {
@@ -166,16 +194,43 @@ func (w *leaderWatch) record(err error) {
 	}
 }
 
-// watchLeaders starts a leaderWatch for api's /readyz and metrics; the returned stop ends it and
-// waits for it.
-func watchLeaders(ctx context.Context, api *httpAPI, js jetstream.JetStream, cfg consumer.Config, log *zap.Logger) (stop func(), err error) {
-	w := newLeaderWatch(js, cfg, log)
+// serve makes the watch's answer part of api's /readyz and its gauge part of api's metrics.
+func (w *leaderWatch) serve(api *httpAPI) error {
 	if err := api.registry.Register(w.gauge); err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		return fmt.Errorf("metrics: %w", err)
 	}
 	api.leaders = w.Err
+	return nil
+}
+
+// start runs the watch until ctx ends or the returned stop is called; stop waits for it.
+func (w *leaderWatch) start(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); w.run(ctx) }()
-	return func() { cancel(); <-done }, nil
+	return func() { cancel(); <-done }
+}
+
+// maybeReconnect moves the connection when leaders have been missing for w.wait (see leaderWatch).
+// w.mu is held.
+func (w *leaderWatch) maybeReconnect(err error, changed bool) {
+	now := w.now()
+	switch {
+	case err == nil:
+		w.since, w.wait, w.nextForce = time.Time{}, 0, time.Time{}
+		return
+	case !w.wasOK || w.reconnect == nil:
+		return
+	case changed || w.since.IsZero():
+		w.since, w.wait = now, w.reconnectAfter
+		w.nextForce = now.Add(w.wait)
+		return
+	case now.Before(w.nextForce):
+		return
+	}
+	rerr := w.reconnect()
+	w.log.Warn("JetStream leaders missing from this server's view; reconnecting to another server (it may be cut off from the cluster)",
+		zap.Duration("missingFor", now.Sub(w.since)), zap.NamedError("leaders", err), zap.NamedError("reconnectError", rerr))
+	w.wait = min(2*w.wait, w.reconnectMax)
+	w.nextForce = now.Add(w.wait)
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,6 +11,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -19,6 +23,8 @@ import (
 	"github.com/lessonbridge/lessonbridge/internal/natstest"
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 	"github.com/lessonbridge/lessonbridge/jobmanager/jobmanagertest"
+	"github.com/lessonbridge/lessonbridge/publisher"
+	"github.com/lessonbridge/lessonbridge/schemas"
 )
 
 func TestClusterFlagDefaults(t *testing.T) {
@@ -143,12 +149,9 @@ func TestReadyzFollowsJetStreamLeaders(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	w := newLeaderWatch(js, cfg, zap.New(core))
 	w.every, w.timeout = 50*time.Millisecond, 500*time.Millisecond
-	api.registry.MustRegister(w.gauge)
-	api.leaders = w.Err
-	wctx, wcancel := context.WithCancel(ctx)
-	wdone := make(chan struct{})
-	go func() { defer close(wdone); w.run(wctx) }()
-	t.Cleanup(func() { wcancel(); <-wdone })
+	w.reconnect = nil // this test is about readiness; TestLeaderWatchLeavesACutOffServer about reconnecting
+	require.NoError(t, w.serve(api))
+	t.Cleanup(w.start(ctx))
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 
@@ -181,6 +184,120 @@ func TestReadyzFollowsJetStreamLeaders(t *testing.T) {
 	assert.Equal(t, 1, logs.FilterMessageSnippet("JetStream leaders back").Len())
 	_, metrics = get(t, srv.URL+"/metrics")
 	assert.Contains(t, metrics, "lessonbridge_jetstream_leaders 1")
+	select {
+	case err := <-done:
+		t.Fatalf("bridge stopped: %v", err)
+	default:
+	}
+}
+
+// TestLeaderWatchReconnectSchedule: the watch moves the connection only after leaders were present
+// once and have been missing for reconnectAfter, then after doubling waits up to reconnectMax, and
+// forgets all that when they are back.
+func TestLeaderWatchReconnectSchedule(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	reconnects := 0
+	core, logs := observer.New(zap.InfoLevel)
+	w := &leaderWatch{reconnect: func() error { reconnects++; return nil }, reconnectAfter: 10 * time.Second,
+		reconnectMax: 30 * time.Second, now: func() time.Time { return now }, log: zap.New(core),
+		gauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "test_leaders"})}
+	missing := errors.New("no leader")
+	at := func(d time.Duration, err error) int {
+		now = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(d)
+		w.record(err)
+		return reconnects
+	}
+	assert.Equal(t, 0, at(0, missing), "before the topology existed")
+	assert.Equal(t, 0, at(20*time.Second, missing), "before the topology existed")
+	assert.Equal(t, 0, at(21*time.Second, nil))
+	assert.Equal(t, 0, at(22*time.Second, missing), "missing since 22s")
+	assert.Equal(t, 0, at(31*time.Second, missing))
+	assert.Equal(t, 1, at(32*time.Second, missing), "missing for reconnectAfter")
+	assert.Equal(t, 1, at(51*time.Second, missing))
+	assert.Equal(t, 2, at(52*time.Second, missing), "then after twice the wait")
+	assert.Equal(t, 2, at(81*time.Second, missing))
+	assert.Equal(t, 3, at(82*time.Second, missing), "at most reconnectMax apart")
+	assert.Equal(t, 4, at(112*time.Second, missing))
+	assert.Equal(t, 4, at(113*time.Second, nil))
+	assert.Equal(t, 4, at(114*time.Second, missing), "back to the first wait")
+	assert.Equal(t, 4, at(123*time.Second, missing))
+	assert.Equal(t, 5, at(124*time.Second, missing))
+	assert.Equal(t, 5, logs.FilterMessageSnippet("reconnecting to another server").Len())
+}
+
+// TestLeaderWatchLeavesACutOffServer: the bridge's own server is cut off from the rest of the
+// cluster while its connection stays up. Without help the bridge would wait there until the
+// partition heals; the watch moves it to another server and the work goes on.
+func TestLeaderWatchLeavesACutOffServer(t *testing.T) {
+	c := natstest.StartCluster(t, 3)
+	meta := c.MetaLeader()
+	require.GreaterOrEqual(t, meta, 0)
+	victimIdx, observerIdx := (meta+1)%3, (meta+2)%3
+	victim := c.Nodes[victimIdx]
+	_, adminJS := c.Connect(observerIdx)
+	sim := jobmanagertest.New(jobmanagertest.Config{})
+	hs := httptest.NewServer(sim)
+	t.Cleanup(hs.Close)
+	jm, err := jobmanager.New(hs.URL)
+	require.NoError(t, err)
+	cfg := consumer.Config{Replicas: 3, AckWait: 3 * time.Second, BatchLinger: 20 * time.Millisecond,
+		PollSchedule: []time.Duration{10 * time.Millisecond}, Logger: zaptest.NewLogger(t)}
+
+	nc, js := c.Connect(victimIdx)
+	bridge, err := consumer.New(js, jm, cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- bridge.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	require.Eventually(t, bridge.Ready, 15*time.Second, 5*time.Millisecond)
+	// Every leader away from the node that will be cut off.
+	c.MoveStreamLeader(adminJS, "LESSONS", c.Nodes[meta])
+	c.MoveConsumerLeader(adminJS, "LESSONS", "lessonbridge", c.Nodes[meta])
+	c.MoveStreamLeader(adminJS, "KV_lessonbridge_ledger", c.Nodes[meta])
+	c.MoveStreamLeader(adminJS, "LESSON_OUTCOMES", c.Nodes[meta])
+
+	core, logs := observer.New(zap.InfoLevel)
+	w := newLeaderWatch(js, cfg, zap.New(core))
+	w.every, w.timeout, w.reconnectAfter = 100*time.Millisecond, 500*time.Millisecond, 2*time.Second
+	t.Cleanup(w.start(ctx))
+	require.Eventually(t, func() bool { return w.Err() == nil }, 10*time.Second, 10*time.Millisecond)
+
+	pub, err := publisher.New(adminJS)
+	require.NoError(t, err)
+	publish := func(typ string, n int) {
+		for i := range n {
+			ev := &schemas.LessonChange{SpecVersion: "1.0", ID: uuid.Must(uuid.NewV7()).String(), Source: "/test", Type: typ,
+				Data: schemas.LessonData{LessonID: fmt.Sprintf("L-%d", i), Start: time.Date(2026, 1, 12, 8, 0, 0, 0, time.UTC),
+					End: time.Date(2026, 1, 12, 9, 0, 0, 0, time.UTC), Resource: "Raum " + typ}}
+			_, err := pub.PublishChange(context.Background(), "m1", ev)
+			require.NoError(t, err)
+		}
+	}
+	settled := func() int {
+		n := 0
+		for _, b := range sim.Batches("m1") {
+			if b.ImportStatus == "LessonsCreated" {
+				n += b.LessonCount
+			}
+		}
+		return n
+	}
+	publish(schemas.TypeLessonCreated, 10)
+	require.Eventually(t, func() bool { return settled() == 10 }, 20*time.Second, 10*time.Millisecond)
+
+	victim.Partition()
+	t.Cleanup(victim.Heal)
+	cutAt := time.Now()
+	publish(schemas.TypeLessonUpdated, 10)
+	require.Eventually(t, func() bool { return settled() == 20 }, 45*time.Second, 20*time.Millisecond,
+		"the bridge stayed on the cut-off server")
+	t.Logf("work went on %v after the bridge's server was cut off", time.Since(cutAt).Round(time.Millisecond))
+	assert.NotEqual(t, victim.Name, nc.ConnectedServerName())
+	assert.GreaterOrEqual(t, logs.FilterMessageSnippet("reconnecting to another server").Len(), 1)
+	for i := range 10 {
+		assert.Equal(t, 1, sim.Creations("m1", fmt.Sprintf("L-%d", i)))
+	}
 	select {
 	case err := <-done:
 		t.Fatalf("bridge stopped: %v", err)

@@ -153,6 +153,17 @@ func (n *Node) Kill() {
 	n.shutdown()
 }
 
+// Partition cuts the node off from its peers while it keeps running and serving its clients (a
+// network partition of that node); Heal ends it, and the routes come back by themselves.
+func (n *Node) Partition() { n.c.cut(n.Name) }
+
+// Heal ends a Partition.
+func (n *Node) Heal() {
+	n.c.mu.Lock()
+	delete(n.c.dead, n.Name)
+	n.c.mu.Unlock()
+}
+
 // Stop shuts the node down gracefully (it hands its leaderships over first).
 func (n *Node) Stop() { n.shutdown() }
 
