@@ -199,7 +199,7 @@ func (w *leaderWatch) serve(api *httpAPI) error {
 	if err := api.registry.Register(w.gauge); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	api.leaders = w.Err
+	api.leaders.Store(w) // atomic: the endpoints may be serving already
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,8 +37,8 @@ type httpAPI struct {
 	bridge        bridgeView
 	natsConnected func() bool
 	registry      *prometheus.Registry
-	probe         *jmProbe     // nil: JobManager reachability is not reported
-	leaders       func() error // nil: not checked; else the last JetStream leader check (cluster.go)
+	probe         *jmProbe                    // nil: JobManager reachability is not reported
+	leaders       atomic.Pointer[leaderWatch] // nil: not checked; else the JetStream leader check (cluster.go)
 }
 
 // newHTTPAPI returns the endpoints of bridge. metrics is registered in a dedicated registry with the
@@ -118,9 +119,9 @@ func (a *httpAPI) readyz(w http.ResponseWriter, r *http.Request) {
 		rd.Bridge = "ready"
 	}
 	rd.Ready = natsOK && bridgeOK
-	if a.leaders != nil {
+	if w := a.leaders.Load(); w != nil {
 		rd.JetStream = "leaders present"
-		if err := a.leaders(); err != nil {
+		if err := w.Err(); err != nil {
 			rd.JetStream, rd.Ready = err.Error(), false
 		}
 	}
