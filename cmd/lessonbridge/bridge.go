@@ -96,11 +96,16 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
+	leaders := newLeaderWatch(js, cfg, log) // readiness and moving off a cut-off server (cluster.go)
+	defer leaders.start(ctx)()
 	if api != nil {
 		if err := api.setBridge(bridge, bridge.Metrics()); err != nil {
 			return fmt.Errorf("run: %w", err)
 		}
 		if err := registerObservability(api, js, cfg); err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		if err := leaders.serve(api); err != nil {
 			return fmt.Errorf("run: %w", err)
 		}
 	}

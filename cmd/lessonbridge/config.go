@@ -65,6 +65,8 @@ type runFlags struct {
 	HTTPAddr  string
 	LogLevel  string
 	LogFormat string
+
+	Cluster clusterFlags // cluster.go
 }
 
 // boolText is a boolean flag kept as text (so `--ensure-topology` alone means true and a bad value
@@ -121,6 +123,7 @@ func registerRunFlags(fs *flag.FlagSet) *runFlags {
 	s(&f.HTTPAddr, "http-addr", "127.0.0.1:8081", "address of /metrics, /healthz, /readyz and /batches (empty disables)")
 	s(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
 	s(&f.LogFormat, "log-format", "json", "json or console")
+	f.Cluster.register(fs)
 	return f
 }
 
@@ -292,6 +295,7 @@ func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
 		bad("job-id-prefix", f.JobIDPrefix, "must be 1-64 letters, digits or '-'")
 	}
 	c.JobIDPrefix = f.JobIDPrefix
+	f.Cluster.apply(c, bad)
 
 	// NATS.
 	if f.NATS == nil { // a runFlags not made by registerRunFlags
@@ -476,7 +480,7 @@ func (s runSettings) logFields() []zap.Field {
 	if s.RulesFile != "" {
 		rules = "defaults after " + s.RulesFile
 	}
-	return []zap.Field{
+	return append([]zap.Field{
 		zap.String("version", buildVersion()),
 		zap.String("natsUrl", redactURLs(s.NATS.URL)),
 		zap.String("natsAuth", natsAuth),
@@ -513,5 +517,5 @@ func (s runSettings) logFields() []zap.Field {
 		zap.String("ledgerBucket", c.LedgerBucket),
 		zap.String("jobIdPrefix", c.JobIDPrefix),
 		zap.String("httpAddr", s.HTTPAddr),
-	}
+	}, clusterLogFields(c)...)
 }

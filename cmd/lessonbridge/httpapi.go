@@ -41,7 +41,8 @@ type httpAPI struct {
 	natsConnected func() bool
 	natsState     func() string // nil: natsConnected decides between connected and disconnected
 	registry      *prometheus.Registry
-	probe         *jmProbe // nil: JobManager reachability is not reported
+	probe         *jmProbe                    // nil: JobManager reachability is not reported
+	leaders       atomic.Pointer[leaderWatch] // nil: not checked; else the JetStream leader check (cluster.go)
 	started       time.Time
 }
 
@@ -139,6 +140,7 @@ type readiness struct {
 	Bridge     string          `json:"bridge"` // starting (waiting for NATS), ready or not ready
 	Reason     string          `json:"reason,omitempty"`
 	JobManager *jmReachability `json:"jobmanager,omitempty"`
+	JetStream  string          `json:"jetstream,omitempty"` // leaders present, or why not
 }
 
 // jmReachability is the information part of /readyz: whether JobManager answered lately.
@@ -193,6 +195,13 @@ func (a *httpAPI) readiness(ctx context.Context) readiness {
 	}
 	if !bridgeOK && bridgeReason != "" {
 		why = append(why, "bridge "+bridgeReason)
+	}
+	if w := a.leaders.Load(); w != nil {
+		rd.JetStream = "leaders present"
+		if err := w.Err(); err != nil {
+			rd.JetStream, rd.Ready = err.Error(), false
+			why = append(why, "jetstream "+err.Error())
+		}
 	}
 	rd.Reason = strings.Join(why, "; ")
 	if a.probe != nil {
