@@ -67,6 +67,13 @@ type runFlags struct {
 	LogFormat string
 
 	Cluster clusterFlags // cluster.go
+
+	// Concurrency and sizes (issue 13): defaults that fit one bridge on two cores.
+	MaxSubmits    string
+	MaxPolls      string
+	PullBatch     string
+	BatchMaxBytes string
+	PinnedTTL     string
 }
 
 // boolText is a boolean flag kept as text (so `--ensure-topology` alone means true and a bad value
@@ -124,6 +131,11 @@ func registerRunFlags(fs *flag.FlagSet) *runFlags {
 	s(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
 	s(&f.LogFormat, "log-format", "json", "json or console")
 	f.Cluster.register(fs)
+	s(&f.MaxSubmits, "max-concurrent-submits", "4", "submit requests to JobManager in flight at once")
+	s(&f.MaxPolls, "max-concurrent-polls", "16", "status requests to JobManager in flight at once")
+	s(&f.PullBatch, "pull-batch", "1000", "messages asked from the server per pull request")
+	s(&f.BatchMaxBytes, "batch-max-bytes", "4194304", "estimated submit request body size at most, in bytes (with --batch-max-lessons)")
+	s(&f.PinnedTTL, "pinned-ttl", "", "with --priority-group: how long the server keeps an instance pinned without its pulls (default: --ack-wait)")
 	return f
 }
 
@@ -296,6 +308,13 @@ func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
 	}
 	c.JobIDPrefix = f.JobIDPrefix
 	f.Cluster.apply(c, bad)
+	c.MaxConcurrentSubmits = atLeastOne("max-concurrent-submits", f.MaxSubmits)
+	c.MaxConcurrentPolls = atLeastOne("max-concurrent-polls", f.MaxPolls)
+	c.PullBatch = atLeastOne("pull-batch", f.PullBatch)
+	c.BatchMaxBytes = atLeast(1024, "batch-max-bytes", f.BatchMaxBytes, "must be at least 1024")
+	if strings.TrimSpace(f.PinnedTTL) != "" {
+		c.PinnedTTL = positive("pinned-ttl", f.PinnedTTL)
+	}
 
 	// NATS.
 	if f.NATS == nil { // a runFlags not made by registerRunFlags
@@ -497,6 +516,11 @@ func (s runSettings) logFields() []zap.Field {
 		zap.Duration("notFoundGrace", c.NotFoundGrace),
 		zap.Duration("batchLinger", c.BatchLinger),
 		zap.Int("batchMaxLessons", c.BatchMaxLessons),
+		zap.Int("batchMaxBytes", c.BatchMaxBytes),
+		zap.Int("maxConcurrentSubmits", c.MaxConcurrentSubmits),
+		zap.Int("maxConcurrentPolls", c.MaxConcurrentPolls),
+		zap.Int("pullBatch", c.PullBatch),
+		zap.Duration("pinnedTtl", c.PinnedTTL),
 		zap.Duration("ackWait", c.AckWait),
 		zap.Duration("heartbeat", c.Heartbeat),
 		zap.Int("maxHeld", c.MaxHeld),

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lessonbridge/lessonbridge/consumer"
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 )
 
@@ -351,4 +352,39 @@ func TestRedactURLs(t *testing.T) {
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, redactURLs(tt.in), tt.in)
 	}
+}
+
+// TestRunConcurrencyFlags: the engine's concurrency and size knobs are run flags (issue 13), with the
+// engine's defaults and a clear error for each bad value.
+func TestRunConcurrencyFlags(t *testing.T) {
+	clearRunEnv(t)
+	s, errs := parseRunFlags(t, "--jobmanager-url", "http://jm:8080").settings(fstest.MapFS{})
+	require.Empty(t, errorTexts(errs))
+	d := consumer.Config{}.Defaults()
+	got := s.Bridge.Defaults()
+	assert.Equal(t, d.MaxConcurrentSubmits, got.MaxConcurrentSubmits)
+	assert.Equal(t, d.MaxConcurrentPolls, got.MaxConcurrentPolls)
+	assert.Equal(t, d.PullBatch, got.PullBatch)
+	assert.Equal(t, d.BatchMaxBytes, got.BatchMaxBytes)
+	assert.Equal(t, got.AckWait, got.PinnedTTL, "the pinned TTL follows --ack-wait unless given")
+
+	s, errs = parseRunFlags(t, "--jobmanager-url", "http://jm:8080", "--max-concurrent-submits", "8",
+		"--max-concurrent-polls", "32", "--pull-batch", "500", "--batch-max-bytes", "65536", "--pinned-ttl", "45s").settings(fstest.MapFS{})
+	require.Empty(t, errorTexts(errs))
+	c := s.Bridge
+	assert.Equal(t, 8, c.MaxConcurrentSubmits)
+	assert.Equal(t, 32, c.MaxConcurrentPolls)
+	assert.Equal(t, 500, c.PullBatch)
+	assert.Equal(t, 65536, c.BatchMaxBytes)
+	assert.Equal(t, 45*time.Second, c.PinnedTTL)
+
+	_, errs = parseRunFlags(t, "--jobmanager-url", "http://jm:8080", "--max-concurrent-submits", "0",
+		"--max-concurrent-polls", "x", "--pull-batch", "-1", "--batch-max-bytes", "100", "--pinned-ttl", "0s").settings(fstest.MapFS{})
+	assert.ElementsMatch(t, []string{
+		`--max-concurrent-submits (LESSONBRIDGE_MAX_CONCURRENT_SUBMITS) "0": must be at least 1`,
+		`--max-concurrent-polls (LESSONBRIDGE_MAX_CONCURRENT_POLLS) "x": not an integer`,
+		`--pull-batch (LESSONBRIDGE_PULL_BATCH) "-1": must be at least 1`,
+		`--batch-max-bytes (LESSONBRIDGE_BATCH_MAX_BYTES) "100": must be at least 1024`,
+		`--pinned-ttl (LESSONBRIDGE_PINNED_TTL) "0s": must be positive`,
+	}, errorTexts(errs))
 }
