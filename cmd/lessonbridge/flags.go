@@ -25,6 +25,9 @@ var commandEnvPrefix = map[string]string{
 	"watch":   "LESSONBRIDGE_WATCH_",
 	"replay":  "LESSONBRIDGE_REPLAY_",
 	"explain": "LESSONBRIDGE_EXPLAIN_",
+	"dev":     "LESSONBRIDGE_DEV_",
+	// the simulator is not the bridge: none of run's variables reach it
+	"jobmanager-sim": "LESSONBRIDGE_SIM_",
 }
 
 func envSuffix(flagName string) string {

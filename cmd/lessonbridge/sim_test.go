@@ -212,7 +212,7 @@ func TestGuideCurlExamples(t *testing.T) {
 }
 
 func TestSimFlagsAndEnv(t *testing.T) {
-	t.Setenv("LESSONBRIDGE_FAIL_SUBMIT_RATE", "1")
+	t.Setenv("LESSONBRIDGE_SIM_FAIL_SUBMIT_RATE", "1")
 	base, _, stop := simStart(t, "--creation-delay", "0s", "--log-level", "warn")
 	resp, err := http.Post(base+"/m/api/v2.0/jobs/create", "application/json", strings.NewReader(simGuideCreateBody))
 	require.NoError(t, err)
@@ -220,6 +220,16 @@ func TestSimFlagsAndEnv(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "--fail-submit-rate from the environment")
 	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
 	assert.NoError(t, stop())
+}
+
+// TestSimEnvDoesNotCollide: the simulator reads LESSONBRIDGE_SIM_<FLAG>; a variable in run's style for
+// one of its own flags is refused with both names, so that the bridge's environment cannot configure it.
+func TestSimEnvDoesNotCollide(t *testing.T) {
+	t.Setenv("LESSONBRIDGE_FAIL_SUBMIT_RATE", "1")
+	err := runSim(t.Context(), []string{"--addr", "127.0.0.1:0"}, io.Discard, io.Discard)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "LESSONBRIDGE_FAIL_SUBMIT_RATE")
+	assert.Contains(t, err.Error(), "LESSONBRIDGE_SIM_FAIL_SUBMIT_RATE")
 }
 
 func TestSimBadFlags(t *testing.T) {
