@@ -19,6 +19,12 @@ type Metrics struct {
 	ledgerRecords prometheus.Gauge
 	resubmits     prometheus.Counter
 	techResubmits prometheus.Counter
+
+	breakerOpen       prometheus.Gauge
+	breakerTrips      *prometheus.CounterVec
+	deadLetterRefused prometheus.Counter
+	takenOver         prometheus.Counter
+	orderRisk         prometheus.Counter
 }
 
 func newMetrics() *Metrics {
@@ -53,13 +59,24 @@ func newMetrics() *Metrics {
 			Help: "Recorded but unconfirmed batches resubmitted with their JobIDs after a restart (in-doubt windows)."}),
 		techResubmits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "technical_resubmits_total",
 			Help: "Batches failed with a technical error and resubmitted as new batches with new JobIDs (opt-in)."}),
+		breakerOpen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "jobmanager_breaker_open",
+			Help: "1 while JobManager refuses our credentials or is unreachable: submits and polls wait, messages stay held."}),
+		breakerTrips: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "jobmanager_breaker_trips_total",
+			Help: "Times the JobManager circuit breaker opened, by reason (unauthorized, unreachable)."}, []string{"reason"}),
+		deadLetterRefused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "deadletters_refused_total",
+			Help: "Dead letters the server refused permanently; the event was terminated without a copy (it stays in the input stream)."}),
+		takenOver: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "batches_taken_over_total",
+			Help: "Batches whose ledger record another instance changed; their messages were left to it."}),
+		orderRisk: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "recovered_lessons_in_flight_total",
+			Help: "Lessons of a recovered ledger record that were in flight here already (per-lesson order across a takeover not guaranteed)."}),
 	}
 }
 
 // Register registers every collector with r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.batches, m.submitLatency,
-		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits, m.techResubmits} {
+		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits, m.techResubmits,
+		m.breakerOpen, m.breakerTrips, m.deadLetterRefused, m.takenOver, m.orderRisk} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
