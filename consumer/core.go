@@ -280,8 +280,6 @@ func (c *core) take() []effect {
 	return out
 }
 
-func (c *core) done() bool { return c.phase == phaseDone }
-
 // do emits an effect; then runs with its result.
 func (c *core) do(e effect, then func(result)) {
 	if c.phase == phaseDone {
