@@ -57,6 +57,7 @@ type batch struct {
 	dead        bool          // settled or given up: late results are ignored
 	verdict     *verdict      // set once settling
 	partial     bool          // settles only part of its record's messages: the record stays
+	replaces    string        // key of the record this batch resubmits as new
 }
 
 // setLogger gives the batch a child logger: every line of a batch carries batchKey, mandator,
@@ -118,6 +119,7 @@ func (c *core) record(bt *batch, delay time.Duration) {
 func (c *core) resubmitAsNew(bt *batch, msgs []string) {
 	old, oldBatch, oldRev := bt.key, bt.batchID, bt.ledgerRev
 	bt.techRetries++
+	bt.replaces = old
 	bt.key = "b-" + c.newUUID()
 	for i := range bt.jobs {
 		bt.jobs[i].JobID = c.newJobID()
@@ -138,7 +140,7 @@ func (c *core) resubmitAsNew(bt *batch, msgs []string) {
 	// one's messages attach to whichever record is read first; its JobIDs are never resubmitted
 	// once it was accepted.
 	c.record(bt, c.cfg.TechnicalRetryDelay)
-	c.do(effect{kind: effLedgerDelete, key: old, rev: oldRev}, func(result) {})
+	c.deleteRecordOf(old, oldRev, bt.log, func() {})
 }
 
 func (bt *batch) jobIDs() []string {

@@ -128,7 +128,9 @@ type core struct {
 	settledKeys  map[string]bool
 
 	breaker   breaker
-	drainHeld []*item // arrived while pulling is being stopped: nakked when it stopped
+	drainHeld []*item                // arrived while pulling is being stopped: nakked when it stopped
+	goneRC    []*recovering          // resumed, but their record was gone: routed after the next ledger read
+	missed    map[lessonKey][]*batch // recovered batches that found their lesson in flight here
 
 	phase   phase
 	paused  bool
@@ -270,6 +272,7 @@ func newCore(cfg Config, m *Metrics, rnd randSource) *core {
 		recovering:   map[string]*recovering{},
 		recoverBySeq: map[uint64]*recovering{},
 		settledKeys:  map[string]bool{},
+		missed:       map[lessonKey][]*batch{},
 	}
 }
 

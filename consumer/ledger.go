@@ -41,6 +41,9 @@ type record struct {
 	Attempts    int            `json:"attempts,omitempty"`
 	// Verdict is set once the batch is settling: a restart finishes it with the same outcome.
 	Verdict *verdict `json:"verdict,omitempty"`
+	// Replaces names the record of the batch this one resubmits as new (TechnicalRetries): written
+	// before that one is deleted, so a crash in between leaves both, and the older one is void.
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // verdict is what a settling batch's outcome says beyond what the batch itself holds (its JobIDs,
@@ -78,7 +81,7 @@ type recordJob struct {
 }
 
 func (bt *batch) record() *record {
-	r := &record{Version: recordVersion, Verdict: bt.verdict, Key: bt.key, Mandator: bt.mandator, Action: bt.action, State: bt.state, BatchID: bt.batchID,
+	r := &record{Version: recordVersion, Verdict: bt.verdict, Replaces: bt.replaces, Key: bt.key, Mandator: bt.mandator, Action: bt.action, State: bt.state, BatchID: bt.batchID,
 		Created: bt.created, SubmittedAt: bt.submittedAt, AcceptedAt: bt.acceptedAt, Attempts: bt.attempts}
 	for i, j := range bt.jobs {
 		rj := recordJob{JobID: j.JobID, Seqs: bt.jobSeqs[i]}
@@ -211,9 +214,22 @@ type recovering struct {
 func (c *core) indexRecords(recs []*record, revs []uint64) int {
 	n := 0
 	deadline := c.now.Add(2*c.ackWait + c.heartbeat)
+	replaced := map[string]bool{}
+	for _, r := range recs {
+		if r.Replaces != "" {
+			replaced[r.Replaces] = true
+		}
+	}
 	for i, r := range recs {
 		if c.batches[r.Key] != nil || c.settledKeys[r.Key] {
 			continue // ours: working on it, or settled it after the ledger was read
+		}
+		if replaced[r.Key] {
+			// Its batch was resubmitted as new by the record that names it; that one settles the
+			// messages. This one was to be deleted.
+			c.log.Info("ledger record replaced by a resubmission; removing it", zap.String("batchKey", r.Key))
+			c.deleteRecordOf(r.Key, revs[i], c.log, func() {})
+			continue
 		}
 		bt := &batch{key: r.Key, mandator: r.Mandator, action: r.Action, state: r.State, batchID: r.BatchID,
 			created: r.Created, submittedAt: r.SubmittedAt, acceptedAt: r.AcceptedAt, attempts: r.Attempts,
@@ -228,9 +244,10 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 					continue // never reaches JobManager again: holds no lesson
 				}
 				if st := c.lessons[k]; st != nil && st.inflight != nil {
-					bt.log.Error("lesson of a recovered record is in flight here already; order across the takeover is not guaranteed",
+					bt.log.Warn("lesson of a recovered record is in flight here already; the record holds it when that batch lets go",
 						zap.String("lessonId", l), zap.String("inFlightBatchKey", st.inflight.key))
 					c.m.orderRisk.Inc()
+					c.missed[k] = append(c.missed[k], bt) // it takes the lesson over when that batch lets go
 					continue
 				}
 				c.hold(k, bt)
@@ -256,15 +273,41 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 // reconcile brings the recovered records up to date with a fresh read of the ledger: one that is
 // gone was settled by its owner (its lessons are free, what came back of it is settled without a
 // record: the outcome is de-duplicated by its id); one that changed is acted on as it is now.
-func (c *core) reconcile(recs []*record, revs []uint64) {
+// A record that a fresh one replaces (a resubmission as new) is void: its placeholder goes and
+// the messages that came back to it are returned, to attach to the replacing record.
+func (c *core) reconcile(recs []*record, revs []uint64) []*item {
 	now := map[string]int{}
+	replaced := map[string]bool{}
 	for i, r := range recs {
 		now[r.Key] = i
+		if r.Replaces != "" {
+			replaced[r.Replaces] = true
+		}
 	}
+	named := map[uint64]bool{}
+	for _, r := range recs {
+		for _, q := range r.Seqs {
+			named[q] = true
+		}
+	}
+	var orphans []*item
 	for _, k := range sortedKeys(c.recovering) {
 		rc := c.recovering[k]
 		i, ok := now[k]
+		renamed := false
+		for q := range rc.items {
+			renamed = renamed || named[q]
+		}
 		switch {
+		case replaced[k] || (!ok && renamed):
+			c.forgetRecovery(rc)
+			rc.bt.log.Info("recovered record was replaced by a resubmission; its messages go to the new record")
+			for _, s := range rc.rec.Seqs {
+				if it := rc.items[s]; it != nil {
+					orphans = append(orphans, it)
+				}
+			}
+			c.released(rc.bt, true)
 		case !ok && len(rc.items) > 0:
 			rc.bt.ledgerRev = 0
 			c.forgetRecovery(rc)
@@ -277,6 +320,7 @@ func (c *core) reconcile(recs []*record, revs []uint64) {
 			c.refresh(rc, recs[i], revs[i])
 		}
 	}
+	return orphans
 }
 
 // attachRecovered takes a message that belongs to a recovered record; when the record's messages are
@@ -297,6 +341,12 @@ func (c *core) attachRecovered(it *item) bool {
 // read again: it may belong to a batch of an instance that died (a takeover).
 func (c *core) parkRedelivered(it *item) {
 	c.limbo = append(c.limbo, it)
+	c.reload()
+}
+
+// reload reads the ledger again (once at a time) and then routes what waits for it: the limbo,
+// and recovered batches whose record was gone when they resumed.
+func (c *core) reload() {
 	if c.reloading {
 		return
 	}
@@ -314,11 +364,36 @@ func (c *core) parkRedelivered(it *item) {
 			c.fail(err)
 			return
 		}
-		c.reconcile(recs, revs)
+		orphans := c.reconcile(recs, revs)
+		named := map[uint64]bool{}
+		for _, r := range recs {
+			for _, q := range r.Seqs {
+				named[q] = true
+			}
+		}
+		gone := c.goneRC
+		c.goneRC = nil
+		for _, rc := range gone {
+			renamed := false
+			for q := range rc.items {
+				renamed = renamed || named[q]
+			}
+			if renamed { // resubmitted as new under another record: its messages go there
+				for _, q := range rc.rec.Seqs {
+					if it := rc.items[q]; it != nil {
+						orphans = append(orphans, it)
+					}
+				}
+				c.released(rc.bt, true)
+				continue
+			}
+			rc.bt.ledgerRev = 0 // settled by its owner: finish from the snapshot, outcome de-duplicated
+			c.resumeFrom(rc)
+		}
 		if n := c.indexRecords(recs, revs); n > 0 {
 			c.log.Warn("taking over open batches of another instance", zap.Int("batches", n))
 		}
-		parked := c.limbo
+		parked := append(orphans, c.limbo...)
 		c.limbo = nil
 		for _, it := range parked {
 			if c.phase != phaseRunning {
@@ -444,9 +519,8 @@ func (c *core) applyAckFloor(floor uint64, cur map[string]*result) {
 		}
 		c.forgetRecovery(rc)
 		bt := rc.bt
-		c.do(effect{kind: effLedgerDelete, key: rc.rec.Key, rev: rc.rev}, func(r result) {
-			bt.log.Info("ledger record of a settled batch removed (all its messages were acknowledged)", zap.Error(r.err))
-		})
+		bt.log.Info("removing the ledger record of a settled batch (all its messages were acknowledged)")
+		c.deleteRecordOf(rc.rec.Key, rc.rev, bt.log, func() {})
 		c.released(bt, true)
 	}
 	if later {
@@ -488,7 +562,11 @@ func (c *core) resume(rc *recovering) {
 				c.refresh(rc, cur, g.rev)
 			}
 		case errNotFound:
-			bt.ledgerRev = 0 // settled by its owner meanwhile: finish without a record
+			// Settled by its owner meanwhile, or resubmitted as new under another record: a fresh
+			// read of the ledger tells which.
+			c.goneRC = append(c.goneRC, rc)
+			c.reload()
+			return
 		default:
 			c.fail(fmt.Errorf("consumer: re-read ledger record %s: %w", rc.rec.Key, g.err))
 			return

@@ -230,11 +230,17 @@ func (c *core) deleteRecord(bt *batch) {
 		c.released(bt, true)
 		return
 	}
-	c.do(effect{kind: effLedgerDelete, key: bt.key, rev: bt.ledgerRev}, func(r result) {
-		if r.kind != errNone && r.kind != errNotFound {
-			bt.log.Warn("ledger record not deleted; the next ledger read removes it", zap.Error(r.err))
+	c.deleteRecordOf(bt.key, bt.ledgerRev, bt.log, func() { c.released(bt, true) })
+}
+
+// deleteRecordOf deletes a ledger record at revision rev, retrying timeouts within the NATS budget;
+// a record that is gone or changed is not ours to delete any more. Then then runs.
+func (c *core) deleteRecordOf(key string, rev uint64, log *zap.Logger, then func()) {
+	c.retry("ledger delete", log, func() effect { return effect{kind: effLedgerDelete, key: key, rev: rev} }, func(r result) {
+		if r.kind == errTransient || r.kind == errPermanent {
+			log.Warn("ledger record not deleted; the next ledger read removes it", zap.Error(r.err))
 		}
-		c.released(bt, true)
+		then()
 	})
 }
 
@@ -268,6 +274,17 @@ func (c *core) unhold(k lessonKey, bt *batch) {
 	st := c.lessons[k]
 	if st == nil || st.inflight != bt {
 		return
+	}
+	for len(c.missed[k]) > 0 {
+		next := c.missed[k][0]
+		c.missed[k] = c.missed[k][1:]
+		if len(c.missed[k]) == 0 {
+			delete(c.missed, k)
+		}
+		if !next.dead && c.batches[next.key] == next {
+			st.inflight = next // a recovered record of this lesson waited for it
+			return
+		}
 	}
 	if c.phase >= phaseGrace {
 		st.inflight = nil

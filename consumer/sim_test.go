@@ -37,12 +37,13 @@ type simFaults struct {
 	crash                                      float64 // per server tick: an instance crashes
 	outage                                     float64 // per server tick: a JobManager 401 or connection-refused period begins
 	invalid, bad                               float64 // per published event: invalid event; lesson JobManager refuses (atomic batch failure)
+	technical                                  float64 // per JobManager batch: fails with a technical ErrorMessage (resubmitted as new, TechnicalRetries)
 }
 
 func defaultSimFaults() simFaults {
 	return simFaults{kvTimeoutApplied: 0.03, kvTimeoutLost: 0.03, kvGetFail: 0.02, pubFail: 0.03, getMsgFail: 0.1, purged: 0.05,
 		infoFail: 0.1, signalDrop: 0.05, ackDrop: 0.1, ackReplyLost: 0.05, jm5xx: 0.05, jm429: 0.03, jmLost: 0.03,
-		crash: 0.004, outage: 0.002, invalid: 0.03, bad: 0.03}
+		crash: 0.004, outage: 0.002, invalid: 0.03, bad: 0.03, technical: 0.03}
 }
 
 type simMsg struct {
@@ -636,6 +637,8 @@ func (w *simWorld) finishJM(b *jmBatch) {
 		for _, id := range b.dups {
 			b.failed = append(b.failed, "Fehler: Duplicate JobId: "+id)
 		}
+	case w.p(w.f.technical, "jmTechnicalFailure"):
+		b.failed = append(b.failed, "Fehler: Zeitüberschreitung bei der Datenbank")
 	default:
 		for _, l := range b.lessons {
 			if l.bad {
@@ -925,14 +928,15 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
-// TestSimulation runs seeds of the simulation. LESSONBRIDGE_SIM_SEED picks one seed,
-// LESSONBRIDGE_SIM_SEEDS how many (from 1), LESSONBRIDGE_SIM_STEPS the steps per seed.
+// TestSimulation runs seeds of the simulation. LESSONBRIDGE_SIM_SEED picks one seed (with its
+// cores' log in the trace), LESSONBRIDGE_SIM_SEEDS how many (from 1, or from SEED when both are
+// set), LESSONBRIDGE_SIM_STEPS the steps per seed before the calm phase.
 func TestSimulation(t *testing.T) {
 	seeds := envInt(t, "LESSONBRIDGE_SIM_SEEDS", 40)
 	steps := envInt(t, "LESSONBRIDGE_SIM_STEPS", 4000)
 	first := 1
 	if s := envInt(t, "LESSONBRIDGE_SIM_SEED", 0); s != 0 {
-		first, seeds = s, 1
+		first, seeds = s, envInt(t, "LESSONBRIDGE_SIM_SEEDS", 1) // a range from s with both set
 	}
 	total, t0 := 0, time.Now()
 	faults := map[string]int{}
