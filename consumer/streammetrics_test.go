@@ -74,7 +74,7 @@ func TestStreamCollector(t *testing.T) {
 	outcome("o5", "mid", schemas.StatusFailed)
 	outcome("o6", "small", schemas.StatusFailed)
 	outcome("o7", "tiny", schemas.StatusFailed)
-	_, err = pub.PublishDeadLetter(ctx, publisher.DeadLetter{Mandator: "big", Body: []byte("x"), Reason: "invalid_event", Subject: "lessons.changes.big", StreamSeq: 1})
+	_, err = pub.PublishDeadLetter(ctx, publisher.DeadLetter{Mandator: "big", Body: []byte("x"), Reason: "invalid_event", Subject: "lessons.changes.big", StreamSeq: 1, StoredAt: time.Now()})
 	require.NoError(t, err)
 
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
