@@ -126,6 +126,9 @@ type core struct {
 	reloading    bool
 	floorProbe   bool
 	settledKeys  map[string]bool
+	floorWaits   map[string]*floorWait // settled here, record kept until the ack floor passes (settle.go)
+	floorBySeq   map[uint64]*floorWait
+	floorTimer   bool
 
 	breaker   breaker
 	drainHeld []*item                // arrived while pulling is being stopped: nakked when it stopped
@@ -272,6 +275,8 @@ func newCore(cfg Config, m *Metrics, rnd randSource) *core {
 		recovering:   map[string]*recovering{},
 		recoverBySeq: map[uint64]*recovering{},
 		settledKeys:  map[string]bool{},
+		floorWaits:   map[string]*floorWait{},
+		floorBySeq:   map[uint64]*floorWait{},
 		missed:       map[lessonKey][]*batch{},
 	}
 }

@@ -242,8 +242,66 @@ func TestRecordGoesOnlyWhenEveryAckIsConfirmed(t *testing.T) {
 	again := d.expect(effAck)
 	assert.ElementsMatch(t, []ackRef{ack.acks[0], ack.acks[1]}, again.acks, "only the unconfirmed ones again")
 	d.answer(again, result{acked: []uint64{ack.acks[0].seq, ack.acks[1].seq}})
+	d.none(effLedgerDelete)
+	// Confirmed is not yet replicated on a cluster: the record goes once the ack floor passes.
+	d.advance(floorCheckEvery)
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{ackFloor: last}})
 	del := d.expect(effLedgerDelete)
 	assert.Equal(t, uint64(3), del.rev)
+}
+
+// TestConfirmedAckLostAtLeaderChange is finding 1 as seen on a three-node cluster
+// (TestClusterLeaderLoss/consumer): every ack of a batch was confirmed, the consumer leader was
+// killed before it replicated them, and the new leader redelivered the messages. Deleting the record
+// on confirmed acks made them new events, imported a second time. Now the record waits for the ack
+// floor, and a redelivery in between is acknowledged again, never submitted.
+func TestConfirmedAckLostAtLeaderChange(t *testing.T) {
+	d := newCoreDriver(t, nil)
+	ack := d.settleOne(jobmanager.StatusLessonsCreated, nil, "L-1", "L-2")
+	seqs := []uint64{ack.acks[0].seq, ack.acks[1].seq}
+	d.answer(ack, result{acked: seqs})
+	d.none(effLedgerDelete)
+	assert.Empty(t, d.c.batches, "the batch is released at once: later events of its lessons go on")
+
+	d.advance(floorCheckEvery)
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{ackFloor: seqs[0] - 1}})
+	d.none(effLedgerDelete)
+
+	// The new consumer leader redelivers one message whose confirmed ack it never got.
+	d.deliverSeq(schemas.TypeLessonCreated, "L-2", seqs[1], 2)
+	again := d.expect(effAck)
+	assert.Equal(t, []ackRef{ack.acks[1]}, again.acks)
+	assert.Equal(t, ackAck, again.body)
+	d.answer(again, result{acked: []uint64{seqs[1]}})
+	d.advance(d.c.cfg.BatchLinger)
+	d.none(effLedgerCreate)
+	d.none(effLedgerList)
+	d.none(effSubmit)
+
+	d.advance(floorCheckEvery)
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{ackFloor: seqs[1]}})
+	d.expect(effLedgerDelete)
+	assert.Empty(t, d.c.floorBySeq)
+}
+
+// TestSettledRecordWaitsForTheFloorBounded: one message held by a long batch keeps the ack floor
+// down; a settled record does not wait for it forever.
+func TestSettledRecordWaitsForTheFloorBounded(t *testing.T) {
+	d := newCoreDriver(t, nil)
+	ack := d.settleOne(jobmanager.StatusLessonsCreated, nil, "L-1")
+	d.answer(ack, result{acked: []uint64{ack.acks[0].seq}})
+	for waited := time.Duration(0); waited <= d.c.floorMaxWait(); waited += floorCheckEvery {
+		d.advance(floorCheckEvery)
+		d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{ackFloor: 0}})
+		d.collect()
+		for _, e := range d.effs {
+			if e.kind == effLedgerDelete {
+				assert.Greater(t, waited+floorCheckEvery, d.c.floorMaxWait(), "deleted before the bound")
+				return
+			}
+		}
+	}
+	d.expect(effLedgerDelete)
 }
 
 // TestAcksNeverConfirmedKeepTheRecord: when the rounds are spent the batch lets go of its messages

@@ -75,6 +75,9 @@ func (c *core) intake(it *item) {
 		c.m.redelivered.Inc()
 		return
 	}
+	if c.settledAgain(it) {
+		return
+	}
 	if c.phase == phaseDraining {
 		// Nakked only once pulling has stopped: a Nak now would come straight back to the
 		// pull that is still being drained.

@@ -221,7 +221,7 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 		}
 	}
 	for i, r := range recs {
-		if c.batches[r.Key] != nil || c.settledKeys[r.Key] {
+		if c.batches[r.Key] != nil || c.settledKeys[r.Key] || c.floorWaits[r.Key] != nil {
 			continue // ours: working on it, or settled it after the ledger was read
 		}
 		if replaced[r.Key] {

@@ -200,7 +200,7 @@ func (c *core) finalAcks(bt *batch, body []byte) {
 				delete(left, s)
 			}
 			if len(left) == 0 {
-				c.deleteRecord(bt)
+				c.awaitAckFloor(bt, body)
 				return
 			}
 			if round >= ackRounds || c.phase == phaseDone {
@@ -219,6 +219,105 @@ func (c *core) finalAcks(bt *batch, body []byte) {
 		return
 	}
 	send()
+}
+
+// floorWait is a settled batch whose acks were all confirmed, waiting for the consumer's ack floor
+// to pass its messages before its ledger record goes. On a NATS cluster a confirmed ack is not yet
+// a replicated one: when the consumer leader is lost right after confirming, the new leader
+// redelivers the message (seen in TestClusterLeaderLoss/consumer). Until the floor passes, such a
+// redelivery is settled again with the same final ack here, never admitted as new.
+type floorWait struct {
+	key    string
+	rev    uint64
+	maxSeq uint64
+	body   []byte // the final ack-protocol message (Ack or Term)
+	since  time.Time
+	log    *zap.Logger
+}
+
+// floorCheckEvery is how often the consumer's ack floor is asked for while settled records wait for
+// it.
+const floorCheckEvery = time.Second
+
+// awaitAckFloor releases a settled batch whose acks were all confirmed and keeps its record until
+// the consumer's ack floor shows every message acknowledged (or terminated).
+func (c *core) awaitAckFloor(bt *batch, body []byte) {
+	if bt.partial || bt.ledgerRev == 0 || len(bt.items) == 0 {
+		c.deleteRecord(bt)
+		return
+	}
+	w := &floorWait{key: bt.key, rev: bt.ledgerRev, body: body, since: c.now, log: bt.log}
+	for _, it := range bt.items {
+		w.maxSeq = max(w.maxSeq, it.seq)
+		c.floorBySeq[it.seq] = w
+	}
+	c.floorWaits[bt.key] = w
+	c.released(bt, false)
+	c.scheduleFloorCheck()
+}
+
+func (c *core) scheduleFloorCheck() {
+	if c.floorTimer || len(c.floorWaits) == 0 {
+		return
+	}
+	c.floorTimer = true
+	c.after(floorCheckEvery, c.checkAckFloor)
+}
+
+// checkAckFloor deletes the records of settled batches whose messages are all at or below the
+// consumer's ack floor. A record that waited longer than floorMaxWait while the consumer answered
+// goes too: by then a lost ack's redelivery would have come (the record still settles it, above).
+func (c *core) checkAckFloor() {
+	c.floorTimer = false
+	if len(c.floorWaits) == 0 || c.phase == phaseDone {
+		return
+	}
+	c.do(effect{kind: effConsumerInfo}, func(r result) {
+		if r.kind == errNone {
+			keys := make([]string, 0, len(c.floorWaits))
+			for k := range c.floorWaits {
+				keys = append(keys, k)
+			}
+			sortStrings(keys)
+			for _, k := range keys {
+				w := c.floorWaits[k]
+				if w.maxSeq <= r.info.ackFloor || c.now.Sub(w.since) > c.floorMaxWait() {
+					c.forgetFloorWait(w)
+					c.deleteRecordOf(w.key, w.rev, w.log, func() {})
+				}
+			}
+		}
+		c.scheduleFloorCheck()
+	})
+}
+
+// floorMaxWait bounds how long a settled record waits for the ack floor (one message held for a
+// long batch keeps the floor down): long enough for a consumer leader election and the AckWait
+// after it, in which a lost ack's message comes back.
+func (c *core) floorMaxWait() time.Duration { return 4*c.ackWait + 30*time.Second }
+
+func (c *core) forgetFloorWait(w *floorWait) {
+	delete(c.floorWaits, w.key)
+	for s, x := range c.floorBySeq {
+		if x == w {
+			delete(c.floorBySeq, s)
+		}
+	}
+}
+
+// settledAgain takes a redelivered message of a batch that settled here and whose record waits for
+// the ack floor: its ack was confirmed but lost (a consumer leader change). It is acknowledged again
+// with the same final message, confirmed, and never admitted as a new event.
+func (c *core) settledAgain(it *item) bool {
+	w := c.floorBySeq[it.seq]
+	if w == nil || !it.redelivered {
+		return false
+	}
+	w.log.Warn("a message of a settled batch came back (its confirmed ack was lost); acknowledging it again",
+		zap.Uint64("streamSeq", it.seq))
+	c.m.redelivered.Inc()
+	c.do(effect{kind: effAck, key: w.key, acks: []ackRef{{it.reply, it.seq}}, body: w.body}, func(result) {})
+	return true
 }
 
 func (c *core) deleteRecord(bt *batch) {
