@@ -528,10 +528,12 @@ func (c *core) flowControl() {
 	switch {
 	case !c.paused && held >= c.cfg.MaxHeld:
 		c.paused = true
+		c.m.paused.Set(1)
 		c.do(effect{kind: effStopPulling}, func(result) {})
 		c.log.Info("hold limit reached; pulling paused", zap.Int("held", held))
 	case c.paused && held < c.cfg.MaxHeld*9/10:
 		c.paused = false
+		c.m.paused.Set(0)
 		c.do(effect{kind: effStartPulling}, nil)
 		c.log.Info("pulling resumed", zap.Int("held", held))
 	}
@@ -591,6 +593,7 @@ func (c *core) drained() {
 	c.limbo = nil
 	nak = append(nak, c.barrier.parked...)
 	c.barrier.parked = nil
+	c.m.barrierParked.Set(0)
 	for k, st := range c.lessons {
 		if st.inflight != nil {
 			continue
@@ -661,6 +664,7 @@ func (c *core) jmAnswered(err error) bool {
 			c.outage += d
 			c.log.Info("JobManager answers again; submits and polls resume", zap.String("was", br.reason), zap.Duration("after", d))
 			c.m.breakerOpen.Set(0)
+			c.m.authFailing.Set(0)
 			*br = breaker{}
 		}
 		br.probing = false
@@ -679,6 +683,11 @@ func (c *core) jmAnswered(err error) bool {
 	} else {
 		br.reason = reason
 		br.backoff = min(br.backoff*2, c.cfg.SubmitMaxBackoff)
+	}
+	if reason == "unauthorized" {
+		c.m.authFailing.Set(1)
+	} else {
+		c.m.authFailing.Set(0)
 	}
 	br.nextProbe = c.now.Add(br.backoff)
 	c.after(br.backoff, func() {})

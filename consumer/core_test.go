@@ -447,10 +447,12 @@ func TestJobManagerUnauthorizedOpensTheBreaker(t *testing.T) {
 	}
 	d.none(effPublishOutcome)
 	assert.Equal(t, 1.0, metricValue(t, d.c.m.breakerOpen))
+	assert.Equal(t, 1.0, metricValue(t, d.c.m.authFailing), "the alerting gauge says why")
 	d.answer(d.expect(effSubmit), result{status: &jobmanager.BatchStatus{BatchID: "1"}})
 	ready, _ := d.c.health()
 	assert.True(t, ready)
 	assert.Zero(t, metricValue(t, d.c.m.breakerOpen))
+	assert.Zero(t, metricValue(t, d.c.m.authFailing))
 	d.expect(effLedgerUpdate)
 }
 
