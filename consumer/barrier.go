@@ -15,10 +15,11 @@ import (
 //
 // At start, before pulling, the core asks the consumer how many messages are outstanding
 // (NumAckPending): this instance holds none yet, so all of them are elsewhere. None (the normal
-// start): the barrier is open and costs nothing more (finding 10). Some: every arriving valid event
-// is parked until that many came back from at or below the consumer's delivered sequence, or twice
-// AckWait plus a heartbeat passed (the server looks for expired messages about once per AckWait);
-// then the parked events are admitted in stream order.
+// start): the barrier is open and costs nothing more (finding 10). Some: the barrier is armed, and
+// the first message that arrives asks again; every arriving valid event is then parked until the
+// outstanding ones came back from at or below the consumer's delivered sequence, or twice AckWait
+// plus a heartbeat passed since that first arrival (the server looks for expired messages about
+// once per AckWait); then the parked events are admitted in stream order.
 //
 // When messages start reaching an instance again after it held nothing for longer than a
 // heartbeat (a standby that just became the pinned client), the barrier is armed again and asks
@@ -58,7 +59,11 @@ func (c *core) probeAtStart() {
 		if r.info.numAckPending <= 0 {
 			br.state = barrierOpen
 		} else {
-			c.waitFor(r.info.numAckPending, r.info.delivered, 0)
+			// Armed: the first message that reaches us asks again and starts the window then
+			// (a standby may get its first message long after its start, when the pin moves).
+			br.state = barrierUnprobed
+			c.log.Info("messages are outstanding at start; the first events that arrive wait for them",
+				zap.Int("outstanding", r.info.numAckPending))
 		}
 		c.phase = phaseRunning
 		c.readyAt = c.now

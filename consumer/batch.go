@@ -139,8 +139,10 @@ func (c *core) resubmitAsNew(bt *batch, msgs []string) {
 	// The new record first, then the old one goes: a crash in between leaves both, and the old
 	// one's messages attach to whichever record is read first; its JobIDs are never resubmitted
 	// once it was accepted.
-	c.record(bt, c.cfg.TechnicalRetryDelay)
-	c.deleteRecordOf(old, oldRev, bt.log, func() {})
+	c.ledgerWrite(bt, "ledger record", func() {
+		c.deleteRecordOf(old, oldRev, bt.log, func() {})
+		c.after(c.cfg.TechnicalRetryDelay, func() { c.queueSubmit(bt) })
+	})
 }
 
 func (bt *batch) jobIDs() []string {

@@ -574,8 +574,7 @@ func (c *core) stop(now time.Time) {
 		return
 	}
 	if c.phase < phaseRunning {
-		c.phase = phaseDone
-		c.do(effect{kind: effDone}, nil)
+		c.finish() // not pulling yet: nothing to give back
 		return
 	}
 	c.phase = phaseDraining

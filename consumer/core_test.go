@@ -408,7 +408,7 @@ func TestPullingGoesOnAtTheHoldLimit(t *testing.T) {
 
 // TestTakeoverActsOnTheCurrentRecord is finding 7: a record read as "recorded" at start that
 // another instance moved to "accepted" meanwhile is polled, not submitted again, when its message
-// comes back.
+// comes back: the ledger is read again before the record is acted on.
 func TestTakeoverActsOnTheCurrentRecord(t *testing.T) {
 	rec := func(state batchState, batchID string) []byte {
 		r := &record{Version: recordVersion, Key: "b-1", Mandator: "m1", Action: schemas.ActionCreate, State: state, BatchID: batchID,
@@ -419,9 +419,8 @@ func TestTakeoverActsOnTheCurrentRecord(t *testing.T) {
 	}
 	d := newCoreDriverWith(t, nil, facts{}, []rawRecord{{key: "b-1", rev: 5, value: rec(stateRecorded, "")}}, consumerInfo{numAckPending: 1, delivered: 1})
 	d.deliverSeq(schemas.TypeLessonCreated, "L-1", 1, 2)
-	get := d.expect(effLedgerGet)
-	assert.Equal(t, "b-1", get.key)
-	d.answer(get, result{rev: 9, value: rec(stateAccepted, "4711")})
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{numAckPending: 1, delivered: 1}}) // the barrier: it is ours
+	d.answer(d.expect(effLedgerList), result{records: []rawRecord{{key: "b-1", rev: 9, value: rec(stateAccepted, "4711")}}})
 	d.none(effSubmit)
 	d.advance(time.Second)
 	poll := d.expect(effPoll)
@@ -478,4 +477,19 @@ func TestBarrierDoesNotWaitOrHangOnAFailedInfo(t *testing.T) {
 	assert.Equal(t, barrierOpen, e.c.barrier.state, "the only outstanding message is ours")
 	e.advance(e.c.cfg.BatchLinger)
 	e.expect(effLedgerCreate)
+}
+
+// TestStopDuringStartEnds: a stop while the ledger is still being read ends the core (found by
+// simulation seed 98: the done effect was swallowed and Run would never have returned).
+func TestStopDuringStartEnds(t *testing.T) {
+	cfg := fastConfig()
+	cfg.Logger = zaptest.NewLogger(t)
+	cfg = cfg.Defaults()
+	c := newCore(cfg, newMetrics(), rand.New(rand.NewPCG(1, 2)))
+	c.start(time.Unix(0, 0), facts{AckWait: cfg.AckWait})
+	c.take()
+	c.stop(time.Unix(0, 0))
+	effs := c.take()
+	require.NotEmpty(t, effs)
+	assert.Equal(t, effDone, effs[len(effs)-1].kind)
 }

@@ -371,10 +371,28 @@ func (c *core) reload() {
 				named[q] = true
 			}
 		}
+		replaced := map[string]bool{}
+		at := map[string]int{}
+		for i, r := range recs {
+			at[r.Key] = i
+			if r.Replaces != "" {
+				replaced[r.Replaces] = true
+			}
+		}
 		gone := c.goneRC
 		c.goneRC = nil
 		for _, rc := range gone {
-			renamed := false
+			if rc.bt.dead {
+				continue
+			}
+			if i, ok := at[rc.rec.Key]; ok && !replaced[rc.rec.Key] {
+				if revs[i] != rc.rev {
+					c.refresh(rc, recs[i], revs[i])
+				}
+				c.resumeFrom(rc)
+				continue
+			}
+			renamed := replaced[rc.rec.Key]
 			for q := range rc.items {
 				renamed = renamed || named[q]
 			}
@@ -546,33 +564,10 @@ func (c *core) resume(rc *recovering) {
 		c.resumeFrom(rc)
 		return
 	}
-	bt := rc.bt
-	c.retry("re-read ledger record", bt.log, func() effect { return effect{kind: effLedgerGet, key: rc.rec.Key} }, func(g result) {
-		if bt.dead {
-			return
-		}
-		switch g.kind {
-		case errNone:
-			if g.rev != rc.rev {
-				cur, err := parseRecord(rc.rec.Key, g.value)
-				if err != nil {
-					c.fail(err)
-					return
-				}
-				c.refresh(rc, cur, g.rev)
-			}
-		case errNotFound:
-			// Settled by its owner meanwhile, or resubmitted as new under another record: a fresh
-			// read of the ledger tells which.
-			c.goneRC = append(c.goneRC, rc)
-			c.reload()
-			return
-		default:
-			c.fail(fmt.Errorf("consumer: re-read ledger record %s: %w", rc.rec.Key, g.err))
-			return
-		}
-		c.resumeFrom(rc)
-	})
+	// The whole ledger, not just this key: it may have been resubmitted as new under another
+	// record (which names it in Replaces) or settled by its owner (gone).
+	c.goneRC = append(c.goneRC, rc)
+	c.reload()
 }
 
 // refresh replaces a recovered record's snapshot by its current revision.

@@ -231,6 +231,7 @@ func (w *simWorld) run(maxSteps int) {
 	}
 	w.schedule(5*time.Millisecond, w.serverTick)
 	var calmUntil time.Time
+	sameTime := 0
 	for w.fail == "" && len(w.q) > 0 {
 		if !w.calm && w.steps >= maxSteps {
 			w.enterCalm()
@@ -241,7 +242,10 @@ func (w *simWorld) run(maxSteps int) {
 		}
 		e := heap.Pop(&w.q).(simEvent)
 		if e.at.After(w.now) {
-			w.now = e.at
+			w.now, sameTime = e.at, 0
+		} else if sameTime++; sameTime > 100000 {
+			w.violate("livelock: 100,000 steps without time passing")
+			break
 		}
 		w.steps++
 		w.protect(e.fn)
@@ -366,7 +370,15 @@ func (w *simWorld) effect(in *simInst, e effect) {
 	case effFatal:
 		w.violate("%s#%d stopped: %v", in.name, in.gen, e.err)
 	case effDone:
-		in.alive = false
+		// Stopped (gracefully): what it still held comes back after AckWait; it starts again later.
+		in.alive, in.pulling = false, false
+		in.gen++
+		gen := in.gen
+		w.schedule(time.Duration(w.rnd.IntN(900))*time.Millisecond, func() {
+			if !in.alive && in.gen == gen {
+				w.boot(in)
+			}
+		})
 	case effStartPulling:
 		in.pulling = true
 	case effStopPulling:
@@ -714,6 +726,13 @@ func (w *simWorld) serverTick() {
 	}
 	for _, in := range w.insts {
 		if in.alive && !w.calm && w.rnd.Float64() < w.f.crash {
+			if w.rnd.IntN(4) == 0 {
+				w.logf("%s#%d stops (graceful)", in.name, in.gen)
+				w.faultsSeen["gracefulStop"]++
+				in.c.stop(w.now)
+				w.handle(in)
+				continue
+			}
 			w.crash(in)
 		}
 	}
