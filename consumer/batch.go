@@ -191,7 +191,15 @@ func (c *core) submitOnce(bt *batch) {
 	c.subsRun++
 	bt.submitting = true
 	bt.subAttempts++
-	c.do(effect{kind: effSubmit, key: bt.key, mandator: bt.mandator, action: jobmanager.Action(bt.action), jobs: bt.jobs},
+	var tps []string
+	if c.cfg.Tracing.Enabled() {
+		for _, it := range bt.items {
+			if it.ev != nil && it.ev.TraceParent != "" {
+				tps = append(tps, it.ev.TraceParent)
+			}
+		}
+	}
+	c.do(effect{kind: effSubmit, key: bt.key, mandator: bt.mandator, action: jobmanager.Action(bt.action), jobs: bt.jobs, traceparents: tps},
 		func(r result) {
 			c.subsRun--
 			bt.submitting = false

@@ -40,6 +40,7 @@ type Bridge struct {
 	metrics *Metrics
 	topo    *topology
 	core    *core
+	traces  *batchTraces
 
 	// Intake: filled by the Consume callback, drained by the loop.
 	inMu  sync.Mutex
@@ -89,6 +90,7 @@ func New(js jetstream.JetStream, jm JobManager, cfg Config) (*Bridge, error) {
 		inSig:   make(chan struct{}, 1),
 		results: make(chan result, 1024),
 		core:    newCore(cfg, m, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))),
+		traces:  newBatchTraces(cfg.Tracing),
 	}
 	empty := []BatchInfo{}
 	b.snapshot.Store(&empty)
@@ -344,8 +346,13 @@ func (b *Bridge) perform(workCtx context.Context, e effect) *result {
 		err := kv.Delete(ctx, e.key, jetstream.LastRevision(e.rev))
 		return &result{kind: natsKind(err), err: err}
 	case effSubmit:
+		sctx, step := b.traces.submit(workCtx, e)
 		t0 := time.Now()
-		st, err := b.jm.Submit(workCtx, e.mandator, e.action, e.jobs)
+		st, err := b.jm.Submit(sctx, e.mandator, e.action, e.jobs)
+		step.End(batchIDOf(st), importStatusOf(st), err)
+		if err == nil {
+			b.traces.accepted(e.key, st.BatchID)
+		}
 		b.metrics.submitLatency.Observe(time.Since(t0).Seconds())
 		b.metrics.jmResponses.WithLabelValues("submit", statusLabel(err)).Inc()
 		if err == nil && b.cfg.Hooks.AfterSubmit != nil {
@@ -356,13 +363,24 @@ func (b *Bridge) perform(workCtx context.Context, e effect) *result {
 		}
 		return &result{err: err, status: st}
 	case effPoll:
+		pctx, step := b.traces.poll(workCtx, e)
 		t0 := time.Now()
-		st, err := b.jm.Batch(workCtx, e.mandator, e.batchID)
+		st, err := b.jm.Batch(pctx, e.mandator, e.batchID)
+		step.End(e.batchID, importStatusOf(st), err)
 		b.metrics.pollLatency.Observe(time.Since(t0).Seconds())
 		b.metrics.jmResponses.WithLabelValues("status", statusLabel(err)).Inc()
 		return &result{err: err, status: st}
 	case effPublishOutcome:
-		_, err := b.pub.PublishOutcome(ctx, e.outcome)
+		o := e.outcome
+		if tp := b.traces.traceParent(e.key); tp != "" && o.TraceParent == "" {
+			cp := *o
+			cp.TraceParent = tp
+			o = &cp
+		}
+		_, err := b.pub.PublishOutcome(ctx, o)
+		if err == nil {
+			b.traces.end(e.key, o)
+		}
 		if err == nil && b.cfg.Hooks.AfterOutcome != nil {
 			if herr := b.cfg.Hooks.AfterOutcome(e.key); herr != nil {
 				b.log.Warn("batch abandoned by hook after its outcome", zap.String("batchKey", e.key), zap.Error(herr))

@@ -209,6 +209,8 @@ type effect struct {
 	action   jobmanager.Action
 	jobs     []jobmanager.Job
 	batchID  string
+	// traceparents of the batch's input events (submit; for the runner's batch span)
+	traceparents []string
 
 	outcome    *schemas.Outcome
 	deadLetter publisher.DeadLetter
