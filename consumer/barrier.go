@@ -108,6 +108,7 @@ func (c *core) parkAtBarrier(it *item) bool {
 		return false
 	}
 	br.parked = append(br.parked, it)
+	c.m.barrierParked.Set(float64(len(br.parked)))
 	if br.state == barrierUnprobed {
 		br.state = barrierProbing
 		br.gen++
@@ -158,6 +159,7 @@ func (c *core) openBarrier(why string) {
 	br.state = barrierOpen
 	parked := br.parked
 	br.parked = nil
+	c.m.barrierParked.Set(0)
 	slices.SortFunc(parked, func(x, y *item) int { return cmp.Compare(x.seq, y.seq) })
 	for i, it := range parked {
 		if c.phase != phaseRunning {

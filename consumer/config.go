@@ -85,6 +85,14 @@ type Config struct {
 	Now func() time.Time
 	// Hooks lets tests and the chaos harness observe or interrupt the engine; nil fields are skipped.
 	Hooks Hooks
+
+	// Cluster: replicas and limits of what the bridge creates (topology.go documents the defaults
+	// and applies them; existing streams and buckets are never changed).
+	Replicas         int           // replicas of created streams, consumer and bucket (default 1, at most 5)
+	InputMaxAge      time.Duration // max age of a created input stream (default 7 days; negative: none)
+	OutcomeMaxAge    time.Duration // max age of a created outcome stream (default 30 days; negative: none)
+	DeadLetterMaxAge time.Duration // max age of a created dead-letter stream (default 90 days; negative: none)
+	LedgerMarkerTTL  time.Duration // how long a settled batch's removal marker stays in the ledger (default 1m)
 }
 
 // Hooks are called synchronously at fixed points of a batch's life (for fault injection in tests).

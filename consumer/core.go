@@ -523,10 +523,12 @@ func (c *core) flowControl() {
 	switch {
 	case !c.paused && held >= c.cfg.MaxHeld:
 		c.paused = true
+		c.m.paused.Set(1)
 		c.do(effect{kind: effStopPulling}, func(result) {})
 		c.log.Info("hold limit reached; pulling paused", zap.Int("held", held))
 	case c.paused && held < c.cfg.MaxHeld*9/10:
 		c.paused = false
+		c.m.paused.Set(0)
 		c.do(effect{kind: effStartPulling}, nil)
 		c.log.Info("pulling resumed", zap.Int("held", held))
 	}
@@ -642,11 +644,15 @@ func (c *core) jmAnswered(err error) bool {
 	case err == nil:
 	case jobmanager.Classify(err) == jobmanager.ClassAuth:
 		reason = "unauthorized"
+		c.m.authFailing.Set(1)
 	case statusLabel(err) == "transport":
 		br.transRun++
 		if br.transRun >= breakerTransportRun || br.open {
 			reason = "unreachable"
 		}
+	}
+	if reason != "unauthorized" && (err == nil || statusLabel(err) != "transport") {
+		c.m.authFailing.Set(0) // JobManager answered, and not with an authentication failure
 	}
 	if err == nil || (statusLabel(err) != "transport" && reason == "") {
 		br.transRun = 0

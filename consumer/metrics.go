@@ -25,6 +25,19 @@ type Metrics struct {
 	deadLetterRefused prometheus.Counter
 	takenOver         prometheus.Counter
 	orderRisk         prometheus.Counter
+
+	// Engine state for alerting (issue 12). The engine sets them; each comment says where.
+
+	// paused is 1 while pulling is paused because MaxHeld messages are held, 0 once it resumed
+	// (set where the Consume context is stopped and restarted).
+	paused prometheus.Gauge
+	// barrierParked is the number of events parked at the start-up barrier, 0 while it is open
+	// (set where events are parked and where the barrier opens).
+	barrierParked prometheus.Gauge
+	// authFailing is 1 while JobManager's last answer was an authentication failure (401/403
+	// after the token was re-read), 0 after the next answer that was not (set where submit and
+	// poll answers are classified).
+	authFailing prometheus.Gauge
 }
 
 func newMetrics() *Metrics {
@@ -69,6 +82,12 @@ func newMetrics() *Metrics {
 			Help: "Batches whose ledger record another instance changed; their messages were left to it."}),
 		orderRisk: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "recovered_lessons_in_flight_total",
 			Help: "Lessons of a recovered ledger record that were in flight here already (per-lesson order across a takeover not guaranteed)."}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_paused",
+			Help: "1 while pulling is paused because the hold limit (--max-held) is reached, else 0."}),
+		barrierParked: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "barrier_parked_messages",
+			Help: "Events parked at the start-up barrier until another instance's messages are back (0: barrier open)."}),
+		authFailing: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "jobmanager_auth_failing",
+			Help: "1 while JobManager's last answer was an authentication failure (401/403 after re-reading the token), else 0."}),
 	}
 }
 
@@ -76,7 +95,8 @@ func newMetrics() *Metrics {
 func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.batches, m.submitLatency,
 		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits, m.techResubmits,
-		m.breakerOpen, m.breakerTrips, m.deadLetterRefused, m.takenOver, m.orderRisk} {
+		m.breakerOpen, m.breakerTrips, m.deadLetterRefused, m.takenOver, m.orderRisk,
+		m.paused, m.barrierParked, m.authFailing} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

@@ -5,11 +5,14 @@
 // as string or array).
 //
 // It owns the wire types and their JSON (types.go, json.go), the bearer-token sources
-// (StaticToken, TokenFile, TokenDir; a file is re-read when JobManager answers 401), the
+// (StaticToken, TokenFile, TokenDir; a file is re-read when JobManager answers 401; OAuth2, the
+// client-credentials grant with per-mandator clients, tokens cached and replaced before they
+// expire and once more after a 401), the
 // typed error (*Error with the sentinels ErrNotFound, ErrUnauthorized, ErrNoBatchID) and
 // the classification the bridge retries by: Classify for a failed call, Ambiguous for "a
 // failed submit may have been stored anyway", MessageRules for the ErrorMessages of a failed
-// import and DuplicateJobIDs for recognising an in-doubt resubmit.
+// import, DuplicateJobIDs for recognising an in-doubt resubmit, and Attribute for the lessons
+// and JobIDs of a failed batch that its ErrorMessages name (failure isolation).
 //
 // It knows nothing about NATS, events or the bridge's state; it never retries on its own
 // (except once after a 401 when the token changed) and never logs. No error or excerpt it

@@ -108,41 +108,74 @@ func (b BatchStatus) MarshalJSON() ([]byte, error) {
 	}{b.BatchID, b.ImportStatus, b.LessonCount, b.ErrorMessages})
 }
 
-// UnmarshalJSON reads a status object tolerantly: member names are matched case-insensitively
-// (BatchId, batchId, BatchID); BatchId may be a string or a number (its exact digits are kept);
-// LessonCount may be a number, a numeric string, null or absent; ErrorMessages may be a string,
-// an array or null (array elements that are not strings are kept as their JSON text, an empty
-// string means no message); an ImportStatus the guide does not name is kept as it is. Unknown
-// members are ignored. A JSON null leaves b unchanged.
+// UnmarshalJSON reads a status object tolerantly: member names are matched case-insensitively,
+// as encoding/json matches struct fields (BatchId, batchId, BatchID); BatchId may be a string or
+// a number (its exact digits are kept); LessonCount may be a number, a numeric string, null or
+// absent; ErrorMessages may be a string, an array or null (array elements that are not strings
+// are kept as their JSON text, an empty string means no message); an ImportStatus the guide does
+// not name is kept as it is. Unknown members are ignored; of members that match the same field
+// the last counts. A JSON null leaves b unchanged.
 func (b *BatchStatus) UnmarshalJSON(data []byte) error {
 	if isNull(data) {
 		return nil
 	}
-	var out BatchStatus
-	err := eachMember(data, func(key string, raw json.RawMessage) error {
-		var err error
-		switch strings.ToLower(key) {
-		case "batchid":
-			out.BatchID, err = scalarString(raw)
-		case "importstatus":
-			var s string
-			s, err = scalarString(raw)
-			out.ImportStatus = ImportStatus(s)
-		case "lessoncount":
-			out.LessonCount, err = decodeCount(raw)
-		case "errormessages":
-			out.ErrorMessages, err = decodeMessages(raw)
-		}
-		if err != nil {
-			return fmt.Errorf("batch status field %q: %w", key, err)
-		}
-		return nil
-	})
+	st, err := decodeBatchStatus(data)
 	if err != nil {
-		return fmt.Errorf("jobmanager: %w", err)
+		return err
 	}
-	*b = out
+	*b = *st
 	return nil
+}
+
+// batchStatusWire is a status object as sent: encoding/json finds the members, the conversions
+// of decodeBatchStatus read their values.
+type batchStatusWire struct {
+	BatchID       json.RawMessage `json:"BatchId"`
+	ImportStatus  json.RawMessage
+	LessonCount   json.RawMessage
+	ErrorMessages json.RawMessage
+}
+
+// decodeBatchStatus reads one status object from a response body, as BatchStatus.UnmarshalJSON
+// describes; a body that is JSON null is an empty status.
+func decodeBatchStatus(body []byte) (*BatchStatus, error) {
+	var w batchStatusWire
+	if err := json.Unmarshal(body, &w); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field == "" {
+			return nil, fmt.Errorf("jobmanager: batch status: want a JSON object, got %s", te.Value)
+		}
+		return nil, fmt.Errorf("jobmanager: batch status: %w", err)
+	}
+	var st BatchStatus
+	var err error
+	if w.BatchID != nil {
+		if st.BatchID, err = scalarString(w.BatchID); err != nil {
+			return nil, statusFieldError("BatchId", err)
+		}
+	}
+	if w.ImportStatus != nil {
+		s, err := scalarString(w.ImportStatus)
+		if err != nil {
+			return nil, statusFieldError("ImportStatus", err)
+		}
+		st.ImportStatus = ImportStatus(s)
+	}
+	if w.LessonCount != nil {
+		if st.LessonCount, err = decodeCount(w.LessonCount); err != nil {
+			return nil, statusFieldError("LessonCount", err)
+		}
+	}
+	if w.ErrorMessages != nil {
+		if st.ErrorMessages, err = decodeMessages(w.ErrorMessages); err != nil {
+			return nil, statusFieldError("ErrorMessages", err)
+		}
+	}
+	return &st, nil
+}
+
+func statusFieldError(field string, err error) error {
+	return fmt.Errorf("jobmanager: batch status field %q: %w", field, err)
 }
 
 // decodeBatchList reads the answer of the list call: a JSON array of status objects, or an
@@ -189,15 +222,6 @@ func decodeBatchList(body []byte) ([]BatchStatus, error) {
 		return nil, fmt.Errorf("jobmanager: batch list: %w", err)
 	}
 	return list, nil
-}
-
-// decodeBatchStatus reads one status object from a response body.
-func decodeBatchStatus(body []byte) (*BatchStatus, error) {
-	var st BatchStatus
-	if err := json.Unmarshal(body, &st); err != nil {
-		return nil, err
-	}
-	return &st, nil
 }
 
 // eachMember calls fn for every member of the JSON object in data, in document order.

@@ -179,6 +179,12 @@ func TestBatchStatusDecoding(t *testing.T) {
 			in:   `{"BatchId":"b","ErrorMessages":""}`,
 			want: BatchStatus{BatchID: "b"},
 		},
+		{
+			name: "members matching one field: the last counts",
+			in:   `{"BatchId":"a","batchid":"b","LESSONCOUNT":1,"LessonCount":2}`,
+			want: BatchStatus{BatchID: "b", LessonCount: n(2)},
+		},
+		{name: "not an object", in: `["b"]`, wantErr: "batch status: want a JSON object, got array"},
 		{name: "BatchId object", in: `{"BatchId":{}}`, wantErr: `batch status field "BatchId"`},
 		{name: "fractional count", in: `{"LessonCount":1.5}`, wantErr: `batch status field "LessonCount"`},
 		{name: "trailing data", in: `{"BatchId":"b"} x`, wantErr: "invalid"},

@@ -139,6 +139,7 @@ const (
 	fSubject
 	fDataContentType
 	fDataSchema
+	fTraceParent
 	fData
 	nEnvelope
 )
@@ -193,6 +194,8 @@ func (d *decoder) decode(mandator string) *LessonChange {
 			f = fDataContentType
 		case "dataschema":
 			f = fDataSchema
+		case "traceparent":
+			f = fTraceParent
 		case "data":
 			f = fData
 		}
@@ -233,6 +236,7 @@ func (d *decoder) decode(mandator string) *LessonChange {
 		e.DataContentType = ct
 	}
 	e.DataSchema, _ = d.str("dataschema", env[fDataSchema], false)
+	e.TraceParent = d.traceParent(env[fTraceParent])
 
 	data := env[fData]
 	switch {
@@ -247,6 +251,20 @@ func (d *decoder) decode(mandator string) *LessonChange {
 		return nil
 	}
 	return e
+}
+
+// traceParent returns the CloudEvents distributed-tracing extension's value when it is a valid W3C
+// traceparent and "" otherwise: tracing never fails an event. A value with escapes is not one.
+func (d *decoder) traceParent(tp span) string {
+	n := tp.hi - tp.lo
+	if !tp.present() || n < 2+traceParentLen || n > 2+maxTraceParentLen || d.raw[tp.lo] != '"' ||
+		bytes.IndexByte(d.raw[tp.lo:tp.hi], '\\') >= 0 {
+		return ""
+	}
+	if s := d.body[tp.lo+1 : tp.hi-1]; ValidTraceParent(s) {
+		return s
+	}
+	return ""
 }
 
 func (d *decoder) decodeData(out *LessonData, obj span, typ, mandator string) {

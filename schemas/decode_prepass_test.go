@@ -69,6 +69,8 @@ func (d *decoder) decodeWithPrepass(mandator string) *LessonChange {
 			f = fDataContentType
 		case "dataschema":
 			f = fDataSchema
+		case "traceparent":
+			f = fTraceParent
 		case "data":
 			f = fData
 		}
@@ -104,6 +106,7 @@ func (d *decoder) decodeWithPrepass(mandator string) *LessonChange {
 		e.DataContentType = ct
 	}
 	e.DataSchema, _ = d.str("dataschema", env[fDataSchema], false)
+	e.TraceParent = d.traceParent(env[fTraceParent])
 
 	data := env[fData]
 	switch {

@@ -55,6 +55,10 @@ type LessonChange struct {
 	DataContentType string     `json:"datacontenttype,omitempty"`
 	DataSchema      string     `json:"dataschema,omitempty"`
 	Data            LessonData `json:"data"`
+	// TraceParent is the CloudEvents distributed-tracing extension attribute: a W3C traceparent
+	// (https://www.w3.org/TR/trace-context/#traceparent-header). Decode keeps it only when it is
+	// valid (ValidTraceParent); an invalid one is dropped, never an error.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // Action is the JobManager action the event's type selects. It is empty for an invalid type.
@@ -113,6 +117,9 @@ type Outcome struct {
 	Subject         string      `json:"subject,omitempty"`
 	DataContentType string      `json:"datacontenttype"`
 	Data            OutcomeData `json:"data"`
+	// TraceParent is the W3C traceparent of the batch's span (CloudEvents distributed-tracing
+	// extension); empty when tracing is off.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // OutcomeData is the data member of an outcome event. Slices are never nil when encoded by NewOutcome.

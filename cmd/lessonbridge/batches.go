@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,11 +37,20 @@ func runBatches(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parseFlags(fs, args, nil); err != nil {
 		return err
 	}
-	if *jmURL != "" && !mandatorToken.MatchString(*mandator) {
-		return fmt.Errorf("batches: --jobmanager-url needs --mandator matching [A-Za-z0-9_-]{1,64}, got %q", *mandator)
+	var errs []error
+	bad := func(name, value, why string) { errs = append(errs, flagProblem("batches", name, value, why)) }
+	if *jmURL != "" {
+		if !mandatorToken.MatchString(*mandator) {
+			bad("mandator", *mandator, "must match [A-Za-z0-9_-]{1,64} (needed with --jobmanager-url)")
+		} else if why := jobManagerURLProblem(*jmURL, []string{*mandator}); why != "" {
+			bad("jobmanager-url", *jmURL, why)
+		}
 	}
 	if *timeout <= 0 {
-		return fmt.Errorf("batches: --timeout %v must be positive", *timeout)
+		bad("timeout", timeout.String(), "must be positive")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("batches: %w", errors.Join(errs...))
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

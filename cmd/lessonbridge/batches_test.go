@@ -59,7 +59,12 @@ func TestBatchesCommand(t *testing.T) {
 		{"empty", []string{"--http-addr", empty}, []string{"the bridge has no batches in flight"}, ""},
 		{"ready check passes", []string{"--http-addr", addr, "--check-ready"}, []string{"MANDATOR", "zh-kanti create 12345"}, ""},
 		{"no bridge", []string{"--http-addr", "127.0.0.1:1", "--timeout", "2s"}, nil, "batches:"},
-		{"jobmanager without mandator", []string{"--http-addr", addr, "--jobmanager-url", "http://jm"}, nil, "needs --mandator"},
+		{"jobmanager without mandator", []string{"--http-addr", addr, "--jobmanager-url", "http://jm"}, nil,
+			`--mandator (LESSONBRIDGE_BATCHES_MANDATOR) "": must match [A-Za-z0-9_-]{1,64} (needed with --jobmanager-url)`},
+		{"jobmanager URL with the mandator in it", []string{"--http-addr", addr, "--jobmanager-url", "http://jm/zh-kanti", "--mandator", "zh-kanti"}, nil,
+			`--jobmanager-url (LESSONBRIDGE_BATCHES_JOBMANAGER_URL) "http://jm/zh-kanti": ends in or contains the mandator "zh-kanti", which the bridge adds per event: give http://jm`},
+		{"jobmanager URL without scheme", []string{"--http-addr", addr, "--jobmanager-url", "jm:8080", "--mandator", "zh-kanti"}, nil,
+			`--jobmanager-url (LESSONBRIDGE_BATCHES_JOBMANAGER_URL) "jm:8080": needs a scheme: give http://jm:8080 or https://jm:8080`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,6 +102,35 @@ func TestBatchesCommand(t *testing.T) {
 		assert.Contains(t, err.Error(), "bridge not ready (503)")
 		assert.Empty(t, stdout.String())
 	})
+}
+
+// The compose health check runs `batches --check-ready` inside the bridge's container, whose
+// environment configures run (LESSONBRIDGE_JOBMANAGER_URL and friends). batches must not read those:
+// before per-command variables it failed with "--jobmanager-url needs --mandator".
+func TestBatchesIgnoresRunsEnvironment(t *testing.T) {
+	clearRunEnv(t)
+	var ready atomic.Int32
+	ready.Store(200)
+	addr := bridgeAPIStub(t, nil, &ready)
+	for k, v := range map[string]string{"LESSONBRIDGE_NATS_URL": "nats://nats:4222", "LESSONBRIDGE_JOBMANAGER_URL": "http://jobmanager-sim:8080",
+		"LESSONBRIDGE_JOBMANAGER_TOKEN": "dev-token", "LESSONBRIDGE_MANDATORS": "demo", "LESSONBRIDGE_LOG_FORMAT": "json",
+		"LESSONBRIDGE_HTTP_ADDR": "0.0.0.0:9"} {
+		t.Setenv(k, v)
+	}
+	var stdout bytes.Buffer
+	require.NoError(t, runBatches(t.Context(), []string{"--http-addr", addr, "--check-ready", "--timeout", "3s"}, &stdout, &bytes.Buffer{}))
+	assert.Contains(t, stdout.String(), "no batches in flight")
+
+	// Its own variables are read, and their errors name them.
+	t.Setenv("LESSONBRIDGE_BATCHES_HTTP_ADDR", addr)
+	t.Setenv("LESSONBRIDGE_BATCHES_JOBMANAGER_URL", "http://jm/api/v2.0")
+	t.Setenv("LESSONBRIDGE_BATCHES_MANDATOR", "demo")
+	err := runBatches(t.Context(), nil, &bytes.Buffer{}, &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `--jobmanager-url (LESSONBRIDGE_BATCHES_JOBMANAGER_URL) "http://jm/api/v2.0": must stop before /{mandator}/api/v2.0`)
+	t.Setenv("LESSONBRIDGE_BATCHES_TIMEOUT", "soon")
+	err = runBatches(t.Context(), nil, &bytes.Buffer{}, &bytes.Buffer{})
+	assert.ErrorContains(t, err, `environment LESSONBRIDGE_BATCHES_TIMEOUT="soon" (flag --timeout)`)
 }
 
 func TestBatchesCommandWithJobManager(t *testing.T) {

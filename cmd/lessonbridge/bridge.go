@@ -8,10 +8,10 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/lessonbridge/lessonbridge/consumer"
@@ -22,8 +22,8 @@ import (
 const httpShutdownTimeout = 3 * time.Second
 
 // runBridge is `lessonbridge run`: the bridge daemon. It checks every flag first (reporting all bad
-// values at once), logs the effective configuration without secrets, connects to NATS (reconnecting
-// forever), serves the HTTP endpoints and runs the engine until ctx ends (SIGINT/SIGTERM).
+// values at once), logs the effective configuration without secrets, serves the HTTP endpoints,
+// connects to NATS (reconnecting forever) and runs the engine until ctx ends (SIGINT/SIGTERM).
 func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("run", stderr)
 	flags := registerRunFlags(fs)
@@ -49,7 +49,37 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
-	nc, err := connectNATS(ctx, s.NATS, "lessonbridge run", log)
+	cfg := s.Bridge
+	cfg.Logger = log
+	cfg.Hooks = faultHooks() // the chaos test's fault injection (fault.go); zero unless its variables are set
+
+	// The HTTP endpoints come first: /healthz answers while NATS is still unreachable, and /readyz
+	// says what the bridge waits for.
+	var natsConn atomic.Pointer[nats.Conn]
+	var api *httpAPI
+	if s.HTTPAddr != "" {
+		probeMandator := ""
+		if len(cfg.Mandators) > 0 {
+			probeMandator = cfg.Mandators[0]
+		}
+		api, err = newHTTPAPI(nil, nil, func() bool { return natsState(natsConn.Load()) == "connected" }, jm, probeMandator)
+		if err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		api.natsState = func() string { return natsState(natsConn.Load()) }
+		srv, err := startHTTP(s.HTTPAddr, api.Handler(), log)
+		if err != nil {
+			return fmt.Errorf("run: --http-addr %s: %w", s.HTTPAddr, err)
+		}
+		log.Info("serving /, /metrics, /healthz, /readyz and /batches", zap.String("httpAddr", srv.Addr))
+		defer func() {
+			if err := srv.Shutdown(httpShutdownTimeout); err != nil {
+				log.Warn("http server", zap.Error(err))
+			}
+		}()
+	}
+
+	nc, err := connectNATS(ctx, s.NATS, "lessonbridge run", log, &natsConn)
 	if err != nil {
 		if ctx.Err() != nil {
 			log.Info("lessonbridge stopped before NATS was reachable")
@@ -58,37 +88,26 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("run: %w", err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := s.NATS.newJetStream(nc)
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
-	cfg := s.Bridge
-	cfg.Logger = log
-	cfg.Hooks = faultHooks() // the chaos test's fault injection (fault.go); zero unless its variables are set
 	bridge, err := consumer.New(js, jm, cfg)
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
-
-	if s.HTTPAddr != "" {
-		probeMandator := ""
-		if len(cfg.Mandators) > 0 {
-			probeMandator = cfg.Mandators[0]
-		}
-		api, err := newHTTPAPI(bridge, bridge.Metrics(), nc.IsConnected, jm, probeMandator)
-		if err != nil {
+	leaders := newLeaderWatch(js, cfg, log) // readiness and moving off a cut-off server (cluster.go)
+	defer leaders.start(ctx)()
+	if api != nil {
+		if err := api.setBridge(bridge, bridge.Metrics()); err != nil {
 			return fmt.Errorf("run: %w", err)
 		}
-		srv, err := startHTTP(s.HTTPAddr, api.Handler(), log)
-		if err != nil {
-			return fmt.Errorf("run: --http-addr %s: %w", s.HTTPAddr, err)
+		if err := registerObservability(api, js, cfg); err != nil {
+			return fmt.Errorf("run: %w", err)
 		}
-		log.Info("serving /metrics, /healthz, /readyz and /batches", zap.String("httpAddr", srv.Addr))
-		defer func() {
-			if err := srv.Shutdown(httpShutdownTimeout); err != nil {
-				log.Warn("http server", zap.Error(err))
-			}
-		}()
+		if err := leaders.serve(api); err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
 	}
 
 	err = bridge.Run(ctx)
@@ -110,6 +129,12 @@ func newJobManagerClient(s jmSettings) (*jobmanager.Client, error) {
 		opts = append(opts, jobmanager.WithTokenFile(s.TokenFile))
 	case s.TokenDir != "":
 		opts = append(opts, jobmanager.WithTokenSource(jobmanager.TokenDir(s.TokenDir)))
+	case s.OAuth2 != nil:
+		ts, err := newOAuth2Source(s)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, jobmanager.WithTokenSource(ts))
 	}
 	if s.RootCAs != nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -121,14 +146,36 @@ func newJobManagerClient(s jmSettings) (*jobmanager.Client, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}))
 	}
-	opts = append(opts, jobmanager.WithUserAgent("lessonbridge/"+version))
+	opts = append(opts, jobmanager.WithUserAgent("lessonbridge/"+buildVersion()))
 	return jobmanager.New(s.URL, opts...)
+}
+
+// natsState names the state of a connection for /readyz: connecting (also before there is one),
+// connected, reconnecting, disconnected, draining or closed.
+func natsState(nc *nats.Conn) string {
+	if nc == nil {
+		return "connecting"
+	}
+	switch nc.Status() {
+	case nats.CONNECTED:
+		return "connected"
+	case nats.CONNECTING:
+		return "connecting"
+	case nats.RECONNECTING:
+		return "reconnecting"
+	case nats.DRAINING_SUBS, nats.DRAINING_PUBS:
+		return "draining"
+	case nats.CLOSED:
+		return "closed"
+	}
+	return "disconnected"
 }
 
 // connectNATS connects with the configured authentication and TLS, reconnecting forever, and logs
 // disconnects and reconnects. When no server is reachable at start it keeps trying (logging each
-// failure) until it connects or ctx ends.
-func connectNATS(ctx context.Context, s natsSettings, name string, log *zap.Logger) (*nats.Conn, error) {
+// failure) until it connects or ctx ends. Once connected, the connection is also stored in conn (when
+// not nil), for /readyz; until then /readyz says "connecting".
+func connectNATS(ctx context.Context, s natsSettings, name string, log *zap.Logger, conn *atomic.Pointer[nats.Conn]) (nc *nats.Conn, err error) {
 	connected := make(chan struct{}, 1)
 	opts := []nats.Option{
 		nats.Name(name),
@@ -163,36 +210,27 @@ func connectNATS(ctx context.Context, s natsSettings, name string, log *zap.Logg
 			log.Warn("nats asynchronous error", zap.String("subject", subject), zap.Error(err))
 		}),
 	}
-	switch {
-	case s.Creds != "":
-		opts = append(opts, nats.UserCredentials(s.Creds))
-	case s.NKeySeedFile != "":
-		o, err := nats.NkeyOptionFromSeed(s.NKeySeedFile)
-		if err != nil {
-			return nil, fmt.Errorf("--nats-nkey %s: %w", s.NKeySeedFile, err)
-		}
-		opts = append(opts, o)
-	case s.User != "":
-		opts = append(opts, nats.UserInfo(s.User, s.Password))
-	case s.Token != "":
-		opts = append(opts, nats.Token(s.Token))
+	auth, err := s.authOptions()
+	if err != nil {
+		return nil, err
 	}
-	if s.CAFile != "" {
-		opts = append(opts, nats.RootCAs(s.CAFile))
-	}
-	if s.CertFile != "" {
-		opts = append(opts, nats.ClientCert(s.CertFile, s.KeyFile))
-	}
-	nc, err := nats.Connect(s.URL, opts...)
+	opts = append(opts, auth...)
+	nc, err = nats.Connect(s.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats connect %s: %w", redactURLs(s.URL), err)
 	}
 	if nc.IsConnected() {
+		if conn != nil {
+			conn.Store(nc)
+		}
 		return nc, nil
 	}
 	log.Warn("nats not reachable yet; retrying", zap.String("natsUrl", redactURLs(s.URL)))
 	select {
 	case <-connected:
+		if conn != nil {
+			conn.Store(nc)
+		}
 		return nc, nil
 	case <-ctx.Done():
 		nc.Close()

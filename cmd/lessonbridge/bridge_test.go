@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -157,4 +159,71 @@ func TestRunBridgeWaitsForNATS(t *testing.T) {
 		t.Fatal("run did not stop")
 	}
 	assert.Contains(t, stderr.String(), "stopped before NATS was reachable")
+}
+
+// TestRunBridgeHealthBeforeNATS: the HTTP endpoints answer from the first second. While NATS is
+// unreachable /healthz is 200 and /readyz 503 saying "connecting"; once a server comes up on the
+// URL the bridge connects and becomes ready. Before, nothing listened until NATS was connected.
+func TestRunBridgeHealthBeforeNATS(t *testing.T) {
+	clearRunEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	natsPort := ln.Addr().(*net.TCPAddr).Port
+	require.NoError(t, ln.Close())
+	sim := jobmanagertest.New(jobmanagertest.Config{Token: "t"})
+	jmSrv := httptest.NewServer(sim)
+	t.Cleanup(jmSrv.Close)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stderr := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- runBridge(ctx, []string{"--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "--jobmanager-url", jmSrv.URL,
+			"--jobmanager-token", "t", "--http-addr", "127.0.0.1:0", "--ack-wait", "2s", "--shutdown-grace", "1s"}, &bytes.Buffer{}, stderr)
+	}()
+	var addr string
+	require.Eventually(t, func() bool {
+		for _, l := range logLines(t, stderr) {
+			if a, ok := l["httpAddr"].(string); ok && strings.HasPrefix(l["msg"].(string), "serving") {
+				addr = a
+			}
+		}
+		return addr != ""
+	}, 10*time.Second, 10*time.Millisecond, "no serving line in\n%s", stderr)
+	require.Eventually(t, func() bool { return strings.Contains(stderr.String(), "nats not reachable yet") }, 10*time.Second, 10*time.Millisecond)
+
+	code, body := get(t, "http://"+addr+"/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "ok\n", body)
+	code, body = get(t, "http://"+addr+"/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.JSONEq(t, `{"ready":false,"nats":"connecting","bridge":"starting",
+		"reason":"nats connecting; bridge waiting for NATS before ensuring the topology"}`, body)
+	code, body = get(t, "http://"+addr+"/batches")
+	assert.Equal(t, http.StatusOK, code)
+	assert.JSONEq(t, `[]`, body)
+	code, body = get(t, "http://"+addr+"/")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, body, `<td id="nats">connecting</td>`)
+
+	srv, err := natstest.StartServer(t.TempDir(), natsPort)
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	require.Eventually(t, func() bool {
+		code, _ := get(t, "http://"+addr+"/readyz")
+		return code == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, "ready once NATS is up")
+	code, body = get(t, "http://"+addr+"/")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, `<td id="nats">connected</td>`)
+	assert.Contains(t, body, `lessonbridge_events_received_total`)
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not stop")
+	}
 }

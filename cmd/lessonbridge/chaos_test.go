@@ -158,7 +158,7 @@ func buildBridge(t *testing.T) string {
 		return bin
 	}
 	bin := filepath.Join(t.TempDir(), "lessonbridge")
-	args := []string{"build", "-o", bin}
+	args := []string{"build", "-tags", "lessonbridge_faults", "-o", bin}
 	if os.Getenv("LESSONBRIDGE_CHAOS_RACE") == "1" {
 		args = append(args, "-race")
 	}
@@ -925,4 +925,16 @@ func tail(path string, n int) string {
 		lines = append(lines, "("+err.Error()+")")
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestProductionBinaryHasNoFaultHook: the fault hook is test-only (issue 9): a binary built without
+// -tags lessonbridge_faults neither reads LESSONBRIDGE_FAULT_* nor contains the hook's code.
+func TestProductionBinaryHasNoFaultHook(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "lessonbridge")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	data, err := os.ReadFile(bin)
+	require.NoError(t, err)
+	assert.NotContains(t, string(data), envFaultKillAfterSubmit, "the production binary names a fault-hook variable")
+	assert.NotContains(t, string(data), "fault hook: SIGKILL", "the production binary holds the fault hook's code")
 }

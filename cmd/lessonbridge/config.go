@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,21 +28,14 @@ import (
 // Everything is kept as text so that settings can report every bad value at once, each naming its
 // flag, its environment variable and the value, instead of stopping at the first one.
 type runFlags struct {
-	NATSURL      string
-	NATSCreds    string
-	NATSNKey     string
-	NATSUser     string
-	NATSPassword string
-	NATSToken    string
-	NATSCA       string
-	NATSCert     string
-	NATSKey      string
+	NATS *natsFlags // the connection flags every NATS command shares (natsopts.go)
 
 	JobManagerURL       string
 	JobManagerToken     string
 	JobManagerTokenFile string
 	JobManagerTokenDir  string
 	JobManagerCA        string
+	OAuth2              oauth2Flags
 
 	PollSchedule     string
 	PollTimeout      string
@@ -71,6 +65,15 @@ type runFlags struct {
 	HTTPAddr  string
 	LogLevel  string
 	LogFormat string
+
+	Cluster clusterFlags // cluster.go
+
+	// Concurrency and sizes (issue 13): defaults that fit one bridge on two cores.
+	MaxSubmits    string
+	MaxPolls      string
+	PullBatch     string
+	BatchMaxBytes string
+	PinnedTTL     string
 }
 
 // boolText is a boolean flag kept as text (so `--ensure-topology` alone means true and a bad value
@@ -82,7 +85,7 @@ func (b *boolText) Set(s string) error { *b = boolText(s); return nil }
 func (b *boolText) IsBoolFlag() bool   { return true }
 
 // runFlagExtraEnv are the environment variables read for a flag besides LESSONBRIDGE_<FLAG>.
-var runFlagExtraEnv = map[string][]string{"nats-url": {"NATS_URL"}}
+var runFlagExtraEnv = natsFlagExtraEnv
 
 // registerRunFlags defines `run`'s flags on fs, with the contract's defaults.
 func registerRunFlags(fs *flag.FlagSet) *runFlags {
@@ -90,21 +93,14 @@ func registerRunFlags(fs *flag.FlagSet) *runFlags {
 	s := func(p *string, name, def, usage string) { fs.StringVar(p, name, def, usage) }
 	subjects := publisher.DefaultSubjects()
 
-	s(&f.NATSURL, "nats-url", defaultNATSURL, "NATS server URL(s), comma-separated (env NATS_URL too)")
-	s(&f.NATSCreds, "nats-creds", "", "NATS credentials file (JWT and NKey seed)")
-	s(&f.NATSNKey, "nats-nkey", "", "NATS NKey seed file")
-	s(&f.NATSUser, "nats-user", "", "NATS user name (with --nats-password)")
-	s(&f.NATSPassword, "nats-password", "", "NATS password")
-	s(&f.NATSToken, "nats-token", "", "NATS authentication token")
-	s(&f.NATSCA, "nats-ca", "", "PEM file of the CA(s) that signed the NATS server's certificate")
-	s(&f.NATSCert, "nats-cert", "", "PEM client certificate for NATS TLS (with --nats-key)")
-	s(&f.NATSKey, "nats-key", "", "PEM private key of --nats-cert")
+	f.NATS = registerNATSFlags(fs)
 
 	s(&f.JobManagerURL, "jobmanager-url", "", "JobManager base URL, before /{mandator}/api/v2.0/... (required)")
 	s(&f.JobManagerToken, "jobmanager-token", "", "JobManager bearer token (prefer --jobmanager-token-file)")
 	s(&f.JobManagerTokenFile, "jobmanager-token-file", "", "file holding the bearer token; re-read when JobManager answers 401")
 	s(&f.JobManagerTokenDir, "jobmanager-token-dir", "", "directory of per-mandator token files <dir>/<mandator>, fallback <dir>/default")
 	s(&f.JobManagerCA, "jobmanager-ca", "", "PEM file of the CA(s) that signed JobManager's certificate (default: system roots)")
+	registerOAuth2Flags(fs, &f.OAuth2)
 
 	s(&f.PollSchedule, "poll-schedule", "3s,5s,10s,20s,30s", "waits between status polls, comma-separated; the last repeats; jittered")
 	s(&f.PollTimeout, "poll-timeout", "30m", "give up polling a batch after this")
@@ -134,6 +130,12 @@ func registerRunFlags(fs *flag.FlagSet) *runFlags {
 	s(&f.HTTPAddr, "http-addr", "127.0.0.1:8081", "address of /metrics, /healthz, /readyz and /batches (empty disables)")
 	s(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
 	s(&f.LogFormat, "log-format", "json", "json or console")
+	f.Cluster.register(fs)
+	s(&f.MaxSubmits, "max-concurrent-submits", "4", "submit requests to JobManager in flight at once")
+	s(&f.MaxPolls, "max-concurrent-polls", "16", "status requests to JobManager in flight at once")
+	s(&f.PullBatch, "pull-batch", "1000", "messages asked from the server per pull request")
+	s(&f.BatchMaxBytes, "batch-max-bytes", "4194304", "estimated submit request body size at most, in bytes (with --batch-max-lessons)")
+	s(&f.PinnedTTL, "pinned-ttl", "", "with --priority-group: how long the server keeps an instance pinned without its pulls (default: --ack-wait)")
 	return f
 }
 
@@ -148,14 +150,6 @@ type runSettings struct {
 	RulesFile  string
 }
 
-// natsSettings says how to reach and authenticate to NATS; empty fields are unused.
-type natsSettings struct {
-	URL                       string
-	Creds, NKeySeedFile       string
-	User, Password, Token     string
-	CAFile, CertFile, KeyFile string
-}
-
 // jmSettings says how to reach JobManager. At most one of Token, TokenFile and TokenDir is set.
 type jmSettings struct {
 	URL       string
@@ -164,6 +158,9 @@ type jmSettings struct {
 	TokenDir  string
 	CAFile    string
 	RootCAs   *x509.CertPool // from CAFile; nil: system roots
+
+	// OAuth2, when set, takes tokens from an OAuth2 token endpoint instead of the options above.
+	OAuth2 *jobmanager.OAuth2Config
 }
 
 // fileSystem is what settings reads: the OS in production, an fstest.MapFS in tests.
@@ -183,11 +180,8 @@ var (
 	jobIDPrefixRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 )
 
-// flagError names a flag, its environment variable(s) and the bad value.
-func flagError(name, value, why string) error {
-	envs := append([]string{envName(name)}, runFlagExtraEnv[name]...)
-	return fmt.Errorf("--%s (%s) %q: %s", name, strings.Join(envs, ", "), value, why)
-}
+// flagError names a flag of run, its environment variable(s) and the bad value.
+func flagError(name, value, why string) error { return flagProblem("run", name, value, why) }
 
 // settings checks every value of f and maps it onto the bridge's configuration. It returns every
 // problem it finds, each naming flag, environment variable and value; files named by flags are read
@@ -313,52 +307,30 @@ func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
 		bad("job-id-prefix", f.JobIDPrefix, "must be 1-64 letters, digits or '-'")
 	}
 	c.JobIDPrefix = f.JobIDPrefix
+	f.Cluster.apply(c, bad)
+	c.MaxConcurrentSubmits = atLeastOne("max-concurrent-submits", f.MaxSubmits)
+	c.MaxConcurrentPolls = atLeastOne("max-concurrent-polls", f.MaxPolls)
+	c.PullBatch = atLeastOne("pull-batch", f.PullBatch)
+	c.BatchMaxBytes = atLeast(1024, "batch-max-bytes", f.BatchMaxBytes, "must be at least 1024")
+	if strings.TrimSpace(f.PinnedTTL) != "" {
+		c.PinnedTTL = positive("pinned-ttl", f.PinnedTTL)
+	}
 
 	// NATS.
-	if strings.TrimSpace(f.NATSURL) == "" {
-		bad("nats-url", f.NATSURL, "must name at least one server")
+	if f.NATS == nil { // a runFlags not made by registerRunFlags
+		f.NATS = &natsFlags{URL: optString{v: defaultNATSURL}}
 	}
-	s.NATS = natsSettings{URL: f.NATSURL, Creds: f.NATSCreds, NKeySeedFile: f.NATSNKey, User: f.NATSUser,
-		Password: f.NATSPassword, Token: f.NATSToken, CAFile: f.NATSCA, CertFile: f.NATSCert, KeyFile: f.NATSKey}
-	var methods []string
-	for _, m := range []struct{ flag, v string }{{"--nats-creds", f.NATSCreds}, {"--nats-nkey", f.NATSNKey},
-		{"--nats-user", f.NATSUser + f.NATSPassword}, {"--nats-token", f.NATSToken}} {
-		if m.v != "" {
-			methods = append(methods, m.flag)
-		}
-	}
-	if len(methods) > 1 {
-		bad(strings.TrimPrefix(methods[1], "--"), "(set)", "only one NATS authentication may be given, also "+methods[0])
-	}
-	if (f.NATSUser == "") != (f.NATSPassword == "") {
-		if f.NATSUser == "" {
-			bad("nats-user", "", "must be given with --nats-password")
-		} else {
-			bad("nats-password", "(unset)", "must be given with --nats-user")
-		}
-	}
-	if (f.NATSCert == "") != (f.NATSKey == "") {
-		if f.NATSCert == "" {
-			bad("nats-cert", "", "must be given with --nats-key")
-		} else {
-			bad("nats-key", "", "must be given with --nats-cert")
-		}
-	}
-	readable("nats-creds", f.NATSCreds)
-	readable("nats-nkey", f.NATSNKey)
-	readable("nats-cert", f.NATSCert)
-	readable("nats-key", f.NATSKey)
-	if pem := readable("nats-ca", f.NATSCA); pem != nil && !x509.NewCertPool().AppendCertsFromPEM(pem) {
-		bad("nats-ca", f.NATSCA, "holds no PEM certificate")
-	}
+	natsS, natsErrs := f.NATS.settings("run", fsys)
+	s.NATS = natsS
+	errs = append(errs, natsErrs...)
 
 	// JobManager.
 	s.JobManager = jmSettings{URL: f.JobManagerURL, Token: f.JobManagerToken, TokenFile: f.JobManagerTokenFile,
 		TokenDir: f.JobManagerTokenDir, CAFile: f.JobManagerCA}
 	if f.JobManagerURL == "" {
 		bad("jobmanager-url", "", "is required")
-	} else if _, err := jobmanager.New(f.JobManagerURL); err != nil {
-		bad("jobmanager-url", f.JobManagerURL, strings.TrimPrefix(err.Error(), "jobmanager: "))
+	} else if why := jobManagerURLProblem(f.JobManagerURL, c.Mandators); why != "" {
+		bad("jobmanager-url", f.JobManagerURL, why)
 	}
 	var tokens []string
 	for _, t := range []struct{ flag, v string }{{"jobmanager-token", f.JobManagerToken},
@@ -378,6 +350,10 @@ func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
 		bad("jobmanager-token", "(set)", "contains whitespace or control characters")
 	}
 	readable("jobmanager-token-file", f.JobManagerTokenFile)
+	if f.OAuth2.set() && len(tokens) > 0 {
+		bad(tokens[0], "(set)", "cannot be combined with the --jobmanager-oauth2-* flags (tokens come from the token endpoint)")
+	}
+	s.JobManager.OAuth2 = f.OAuth2.settings(fsys, bad)
 	if f.JobManagerTokenDir != "" {
 		if fi, err := fsys.Stat(f.JobManagerTokenDir); err != nil {
 			bad("jobmanager-token-dir", f.JobManagerTokenDir, fmt.Sprintf("cannot be read: %v", unwrapPathError(err)))
@@ -417,6 +393,53 @@ func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
 		}
 	}
 	return s, errs
+}
+
+// jobManagerURLProblem says what is wrong with raw as JobManager's base URL ("" when nothing is):
+// it must be an http(s) URL with a host that stops before /{mandator}/api/v2.0, which the client
+// adds per call. A path holding an "api/v2.0" segment pair, or a segment that is one of mandators
+// (the allow-list of run, the --mandator of batches), is refused with the URL to give instead.
+func jobManagerURLProblem(raw string, mandators []string) string {
+	raw = strings.TrimSpace(raw)
+	if !strings.Contains(raw, "://") {
+		return fmt.Sprintf("needs a scheme: give http://%s or https://%s", raw, raw)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Sprintf("is not a URL: %v", err)
+	}
+	segments := strings.Split(strings.Trim(u.Path, "/"), "/")
+	for i, seg := range segments {
+		if strings.EqualFold(seg, "api") && i+1 < len(segments) && strings.EqualFold(segments[i+1], "v2.0") {
+			return fmt.Sprintf("must stop before /{mandator}/api/v2.0 (the bridge adds both per event): give %s",
+				baseBefore(u, segments[:max(i-1, 0)]))
+		}
+	}
+	for i, seg := range segments {
+		if seg != "" && slices.Contains(mandators, seg) {
+			return fmt.Sprintf("ends in or contains the mandator %q, which the bridge adds per event: give %s", seg,
+				baseBefore(u, segments[:i]))
+		}
+	}
+	if _, err := jobmanager.New(raw); err != nil {
+		return strings.TrimPrefix(err.Error(), "jobmanager: ")
+	}
+	return ""
+}
+
+// baseBefore renders u with only the path segments keep.
+func baseBefore(u *url.URL, keep []string) string {
+	v := *u
+	v.Path = ""
+	if len(keep) > 0 {
+		v.Path = "/" + strings.Join(keep, "/")
+	}
+	v.RawPath, v.RawQuery, v.Fragment = "", "", ""
+	return v.Redacted()
 }
 
 // unwrapPathError drops the path from an *fs.PathError, which the message names already.
@@ -460,17 +483,7 @@ func redactURLs(urls string) string {
 // as "(set)" or "(unset)"; file paths are shown, their contents never.
 func (s runSettings) logFields() []zap.Field {
 	c := s.Bridge.Defaults()
-	natsAuth := "none"
-	switch {
-	case s.NATS.Creds != "":
-		natsAuth = "creds file " + s.NATS.Creds
-	case s.NATS.NKeySeedFile != "":
-		natsAuth = "nkey seed file " + s.NATS.NKeySeedFile
-	case s.NATS.User != "":
-		natsAuth = "user " + s.NATS.User
-	case s.NATS.Token != "":
-		natsAuth = "token"
-	}
+	natsAuth := s.NATS.authLabel()
 	jmAuth := "none"
 	switch {
 	case s.JobManager.Token != "":
@@ -479,13 +492,15 @@ func (s runSettings) logFields() []zap.Field {
 		jmAuth = "token file " + s.JobManager.TokenFile
 	case s.JobManager.TokenDir != "":
 		jmAuth = "token dir " + s.JobManager.TokenDir
+	case s.JobManager.OAuth2 != nil:
+		jmAuth = describeOAuth2(s.JobManager.OAuth2)
 	}
 	rules := "defaults"
 	if s.RulesFile != "" {
 		rules = "defaults after " + s.RulesFile
 	}
-	return []zap.Field{
-		zap.String("version", version),
+	return append([]zap.Field{
+		zap.String("version", buildVersion()),
 		zap.String("natsUrl", redactURLs(s.NATS.URL)),
 		zap.String("natsAuth", natsAuth),
 		zap.String("natsPassword", setOrUnset(s.NATS.Password)),
@@ -501,6 +516,11 @@ func (s runSettings) logFields() []zap.Field {
 		zap.Duration("notFoundGrace", c.NotFoundGrace),
 		zap.Duration("batchLinger", c.BatchLinger),
 		zap.Int("batchMaxLessons", c.BatchMaxLessons),
+		zap.Int("batchMaxBytes", c.BatchMaxBytes),
+		zap.Int("maxConcurrentSubmits", c.MaxConcurrentSubmits),
+		zap.Int("maxConcurrentPolls", c.MaxConcurrentPolls),
+		zap.Int("pullBatch", c.PullBatch),
+		zap.Duration("pinnedTtl", c.PinnedTTL),
 		zap.Duration("ackWait", c.AckWait),
 		zap.Duration("heartbeat", c.Heartbeat),
 		zap.Int("maxHeld", c.MaxHeld),
@@ -521,5 +541,5 @@ func (s runSettings) logFields() []zap.Field {
 		zap.String("ledgerBucket", c.LedgerBucket),
 		zap.String("jobIdPrefix", c.JobIDPrefix),
 		zap.String("httpAddr", s.HTTPAddr),
-	}
+	}, clusterLogFields(c)...)
 }

@@ -20,16 +20,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lessonbridge/lessonbridge/consumer"
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 )
 
-// clearRunEnv removes every LESSONBRIDGE_* variable and NATS_URL for the test, so that the machine's
+// clearRunEnv removes every LESSONBRIDGE_* variable, NATS_URL and NATS_CONTEXT for the test, so that the machine's
 // environment cannot change what the flags say.
 func clearRunEnv(t *testing.T) {
 	t.Helper()
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "LESSONBRIDGE_") || k == "NATS_URL" {
+		if strings.HasPrefix(k, "LESSONBRIDGE_") || k == "NATS_URL" || k == "NATS_CONTEXT" {
 			t.Setenv(k, "") // restores the value at cleanup
 			require.NoError(t, os.Unsetenv(k))
 		}
@@ -259,6 +260,15 @@ func TestRunSettingsConflictsAndFiles(t *testing.T) {
 			[]string{`--jobmanager-token-dir (LESSONBRIDGE_JOBMANAGER_TOKEN_DIR) "token": is not a directory`}},
 		{"token dir", []string{"--jobmanager-token-dir", "tokens"}, nil},
 		{"bad URL", []string{"--jobmanager-url", "ftp://jm"}, []string{`--jobmanager-url (LESSONBRIDGE_JOBMANAGER_URL) "ftp://jm":`}},
+		{"URL without scheme", []string{"--jobmanager-url", "jm.example:8080/jobmanager"},
+			[]string{`--jobmanager-url (LESSONBRIDGE_JOBMANAGER_URL) "jm.example:8080/jobmanager": needs a scheme: give http://jm.example:8080/jobmanager or https://jm.example:8080/jobmanager`}},
+		{"URL with mandator and API path", []string{"--jobmanager-url", "http://host/zh-kanti/api/v2.0"},
+			[]string{`--jobmanager-url (LESSONBRIDGE_JOBMANAGER_URL) "http://host/zh-kanti/api/v2.0": must stop before /{mandator}/api/v2.0 (the bridge adds both per event): give http://host`}},
+		{"URL with API path under a prefix", []string{"--jobmanager-url", "https://host/jm/zh-kanti/API/v2.0/jobs/"},
+			[]string{`--jobmanager-url (LESSONBRIDGE_JOBMANAGER_URL) "https://host/jm/zh-kanti/API/v2.0/jobs/": must stop before /{mandator}/api/v2.0 (the bridge adds both per event): give https://host/jm`}},
+		{"URL ending in an allowed mandator", []string{"--jobmanager-url", "https://host/jm/zh-kanti", "--mandators", "be-gym,zh-kanti"},
+			[]string{`--jobmanager-url (LESSONBRIDGE_JOBMANAGER_URL) "https://host/jm/zh-kanti": ends in or contains the mandator "zh-kanti", which the bridge adds per event: give https://host/jm`}},
+		{"URL with a proxy prefix", []string{"--jobmanager-url", "https://host/jm/", "--mandators", "zh-kanti"}, nil},
 		{"bad rules", []string{"--message-rules-file", "rules-bad.txt"},
 			[]string{`--message-rules-file (LESSONBRIDGE_MESSAGE_RULES_FILE) "rules-bad.txt":`}},
 		{"CA without PEM", []string{"--jobmanager-ca", "not-pem.txt", "--nats-ca", "not-pem.txt"},
@@ -342,4 +352,39 @@ func TestRedactURLs(t *testing.T) {
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, redactURLs(tt.in), tt.in)
 	}
+}
+
+// TestRunConcurrencyFlags: the engine's concurrency and size knobs are run flags (issue 13), with the
+// engine's defaults and a clear error for each bad value.
+func TestRunConcurrencyFlags(t *testing.T) {
+	clearRunEnv(t)
+	s, errs := parseRunFlags(t, "--jobmanager-url", "http://jm:8080").settings(fstest.MapFS{})
+	require.Empty(t, errorTexts(errs))
+	d := consumer.Config{}.Defaults()
+	got := s.Bridge.Defaults()
+	assert.Equal(t, d.MaxConcurrentSubmits, got.MaxConcurrentSubmits)
+	assert.Equal(t, d.MaxConcurrentPolls, got.MaxConcurrentPolls)
+	assert.Equal(t, d.PullBatch, got.PullBatch)
+	assert.Equal(t, d.BatchMaxBytes, got.BatchMaxBytes)
+	assert.Equal(t, got.AckWait, got.PinnedTTL, "the pinned TTL follows --ack-wait unless given")
+
+	s, errs = parseRunFlags(t, "--jobmanager-url", "http://jm:8080", "--max-concurrent-submits", "8",
+		"--max-concurrent-polls", "32", "--pull-batch", "500", "--batch-max-bytes", "65536", "--pinned-ttl", "45s").settings(fstest.MapFS{})
+	require.Empty(t, errorTexts(errs))
+	c := s.Bridge
+	assert.Equal(t, 8, c.MaxConcurrentSubmits)
+	assert.Equal(t, 32, c.MaxConcurrentPolls)
+	assert.Equal(t, 500, c.PullBatch)
+	assert.Equal(t, 65536, c.BatchMaxBytes)
+	assert.Equal(t, 45*time.Second, c.PinnedTTL)
+
+	_, errs = parseRunFlags(t, "--jobmanager-url", "http://jm:8080", "--max-concurrent-submits", "0",
+		"--max-concurrent-polls", "x", "--pull-batch", "-1", "--batch-max-bytes", "100", "--pinned-ttl", "0s").settings(fstest.MapFS{})
+	assert.ElementsMatch(t, []string{
+		`--max-concurrent-submits (LESSONBRIDGE_MAX_CONCURRENT_SUBMITS) "0": must be at least 1`,
+		`--max-concurrent-polls (LESSONBRIDGE_MAX_CONCURRENT_POLLS) "x": not an integer`,
+		`--pull-batch (LESSONBRIDGE_PULL_BATCH) "-1": must be at least 1`,
+		`--batch-max-bytes (LESSONBRIDGE_BATCH_MAX_BYTES) "100": must be at least 1024`,
+		`--pinned-ttl (LESSONBRIDGE_PINNED_TTL) "0s": must be positive`,
+	}, errorTexts(errs))
 }

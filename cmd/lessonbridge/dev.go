@@ -30,6 +30,30 @@ import (
 // devToken is the bearer token of the simulator that dev starts (and that the bridge sends).
 const devToken = "dev-token"
 
+// The OAuth2 client of `dev --oauth2` (the simulator's token endpoint knows only it).
+const (
+	devOAuth2Client = "lessonbridge-dev"
+	devOAuth2Secret = "dev-client-secret"
+	devOAuth2Scope  = "jobs"
+)
+
+// openDevLog opens dev's log file: path, or a new file in the temporary directory when path is
+// empty. The file is kept after dev ends, so the log can be read afterwards.
+func openDevLog(path string) (string, *os.File, error) {
+	if path == "" {
+		f, err := os.CreateTemp("", "lessonbridge-dev-*.log")
+		if err != nil {
+			return "", nil, err
+		}
+		return f.Name(), f, nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return "", nil, err
+	}
+	return path, f, nil
+}
+
 // devResources are the rooms the dev simulator knows: those publisher.SampleEvents uses. Any other
 // RessourceName fails its batch, which dev uses to show an import_failed outcome.
 var devResources = []string{"Raum 1.01", "Raum 1.02", "Raum 2.14", "Labor 3.05", "Turnhalle A", "Aula"}
@@ -80,8 +104,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	natsPort := fs.Int("nats-port", 0, "port of the embedded NATS server (0: a free one)")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8081", "address of /metrics, /readyz and /batches (a free port if busy)")
 	exitWhenDone := fs.Bool("exit-when-done", false, "stop once every published sample event is settled")
-	logLevel := fs.String("log-level", "warn", "bridge log level on stderr: debug, info, warn or error")
-	logFormat := fs.String("log-format", "console", "bridge log format: console or json")
+	logFile := fs.String("log-file", "", "file for the bridge's own log (empty: a new file in the temp directory, kept and named at start)")
+	logLevel := fs.String("log-level", "info", "bridge log level in --log-file: debug, info, warn or error")
+	logFormat := fs.String("log-format", "console", "bridge log format in --log-file: console or json")
+	color := fs.String("color", "auto", "colours: auto (on a terminal, unless NO_COLOR is set), always or never")
+	withOAuth2 := fs.Bool("oauth2", false, "the simulator issues short-lived OAuth2 tokens (client credentials) and the bridge gets them from its token endpoint")
+	tokenTTL := fs.Duration("oauth2-token-ttl", 5*time.Second, "lifetime of the simulator's OAuth2 tokens (with --oauth2)")
 	if err := parseFlags(fs, args, nil); err != nil {
 		return err
 	}
@@ -94,14 +122,32 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("dev: --mandator %q must match [A-Za-z0-9_-]{1,64}", *mandator)
 	case *natsPort < 0 || *natsPort > 65535:
 		return fmt.Errorf("dev: --nats-port %d is not a port", *natsPort)
+	case *withOAuth2 && *tokenTTL < time.Second:
+		return fmt.Errorf("dev: --oauth2-token-ttl %v: at least 1s (OAuth2 announces lifetimes in whole seconds)", *tokenTTL)
 	}
-	log, err := newLogger(*logLevel, *logFormat, stderr)
+	colored, err := useColor(*color, stdout)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	p := palette{on: colored}
+	out := &linePrinter{w: stdout}
+	defer out.close()
+	// The logger's settings are checked before a log file is created for it.
+	if _, err := newLogger(*logLevel, *logFormat, io.Discard); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	logPath, logW, err := openDevLog(*logFile)
+	if err != nil {
+		return fmt.Errorf("dev: --log-file: %w", err)
+	}
+	defer logW.Close()
+	log, err := newDevLogger(*logLevel, *logFormat, logW, func(msg string) {
+		_ = out.println(fmt.Sprintf("%s %s bridge: %s %s", p.dim(clock(time.Now())), p.red("!"), msg, p.dim("(more in the log file)")))
+	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
 	defer func() { _ = log.Sync() }()
-	out := &linePrinter{w: stdout}
-	defer out.close()
 
 	// NATS with JetStream in a temporary store.
 	dir, err := os.MkdirTemp("", "lessonbridge-dev-")
@@ -121,8 +167,21 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("dev: simulator: %w", err)
 	}
-	sim := jobmanagertest.New(devSimConfig())
-	simSrv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log.Named("sim"))}
+	simCfg := devSimConfig()
+	var simAPI http.Handler = jobmanagertest.New(simCfg)
+	var oauth *jobmanagertest.OAuth2
+	if *withOAuth2 {
+		simCfg.Token = "" // the OAuth2 front checks the tokens
+		oauth, err = jobmanagertest.NewOAuth2(jobmanagertest.OAuth2Config{
+			Clients:  []jobmanagertest.OAuth2Client{{ID: devOAuth2Client, Secret: devOAuth2Secret, Scopes: []string{devOAuth2Scope}}},
+			TokenTTL: *tokenTTL,
+		}, jobmanagertest.New(simCfg))
+		if err != nil {
+			return fmt.Errorf("dev: %w", err)
+		}
+		simAPI = oauth
+	}
+	simSrv := &http.Server{Handler: simAPI, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log.Named("sim"))}
 	simDone := make(chan struct{})
 	go func() { defer close(simDone); _ = simSrv.Serve(simLn) }()
 	defer func() { _ = simSrv.Close(); <-simDone }()
@@ -137,7 +196,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
-	jm, err := jobmanager.New(simURL, jobmanager.WithToken(devToken))
+	tokens := jobmanager.StaticToken(devToken)
+	if *withOAuth2 {
+		tokens, err = jobmanager.OAuth2(jobmanager.OAuth2Config{Client: jobmanager.OAuth2Client{
+			TokenURL: simURL + jobmanagertest.OAuth2TokenPath, ClientID: devOAuth2Client, ClientSecret: devOAuth2Secret, Scopes: []string{devOAuth2Scope},
+		}})
+		if err != nil {
+			return fmt.Errorf("dev: %w", err)
+		}
+	}
+	jm, err := jobmanager.New(simURL, jobmanager.WithTokenSource(tokens))
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
@@ -151,6 +219,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
+	if err := registerObservability(api, js, devConfig(log)); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
 	httpNote := ""
 	srv, err := startHTTP(*httpAddr, api.Handler(), log)
 	if err != nil {
@@ -162,12 +233,22 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer func() { _ = srv.Shutdown(httpShutdownTimeout) }()
 
-	_ = out.println("lessonbridge dev: NATS, JobManager simulator and bridge in one process")
-	_ = out.println(fmt.Sprintf("  NATS        %s   (JetStream, store %s, removed at exit)", natsURL, dir))
-	_ = out.println(fmt.Sprintf("  JobManager  %s   (simulator, token %q, state at %s%s)", simURL, devToken, simURL, jobmanagertest.StatePath))
-	_ = out.println(fmt.Sprintf("  HTTP        http://%s/metrics  /readyz  /batches%s", srv.Addr, httpNote))
-	_ = out.println(fmt.Sprintf("  watch:      lessonbridge watch --nats-url %s --deadletter", natsURL))
-	_ = out.println(fmt.Sprintf("  batches:    lessonbridge batches --http-addr %s --jobmanager-url %s --mandator %s --jobmanager-token %s", srv.Addr, simURL, *mandator, devToken))
+	self := selfCommand()
+	auth := fmt.Sprintf("token %q", devToken)
+	if *withOAuth2 {
+		auth = fmt.Sprintf("OAuth2 tokens from %s%s for client %s, valid %v", simURL, jobmanagertest.OAuth2TokenPath, devOAuth2Client, *tokenTTL)
+	}
+	_ = out.println(p.bold("lessonbridge dev") + ": NATS, the JobManager simulator and the bridge in this process; Ctrl-C stops them")
+	_ = out.println(fmt.Sprintf("  NATS        %s  (JetStream, store %s, removed at exit)", natsURL, dir))
+	_ = out.println(fmt.Sprintf("  JobManager  %s  (simulator, %s; state: %s%s)", simURL, auth, simURL, jobmanagertest.StatePath))
+	_ = out.println(fmt.Sprintf("  HTTP        http://%s/readyz  /metrics  /batches%s", srv.Addr, httpNote))
+	_ = out.println(fmt.Sprintf("  bridge log  %s  (level %s; errors also here, shortened)", logPath, *logLevel))
+	_ = out.println("  in another terminal:")
+	_ = out.println(fmt.Sprintf("    %s watch --nats-url %s --deadletter", self, natsURL))
+	_ = out.println(fmt.Sprintf("    %s batches --http-addr %s", self, srv.Addr))
+	if self != "lessonbridge" {
+		_ = out.println(p.dim("    (or `go install ./cmd/lessonbridge` once, then `lessonbridge watch ...`)"))
+	}
 
 	// The bridge.
 	runCtx, stopBridge := context.WithCancel(context.WithoutCancel(ctx))
@@ -197,6 +278,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// The workload, and a tracker that settles it from the outcome and dead-letter streams.
 	changes, annex, broken := devWorkload(*events, *mandator, *seed, *failRate)
 	tr := newDevTracker(out, changes)
+	tr.p = p
 	watchers, err := devWatch(ctx, js, tr)
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
@@ -210,7 +292,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var wg sync.WaitGroup
 	showCtx, stopShow := context.WithCancel(ctx)
 	wg.Add(1)
-	go func() { defer wg.Done(); showAccepted(showCtx, bridge, out) }()
+	go func() { defer wg.Done(); showAccepted(showCtx, bridge, out, p) }()
 	defer func() { stopShow(); wg.Wait() }()
 
 	if len(changes) > 0 {
@@ -226,13 +308,20 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		_ = out.println(tr.describeWorkload(*mandator, annex, broken))
 	} else {
-		_ = out.println("no sample events (--events 0); publish some with lessonbridge publish --nats-url " + natsURL)
+		_ = out.println(fmt.Sprintf("no sample events (--events 0); publish some with `%s publish --nats-url %s --mandator %s --sample 20`", self, natsURL, *mandator))
 	}
 
 	select {
 	case <-tr.done:
+		if oauth != nil {
+			_ = out.println(fmt.Sprintf("%s OAuth2: the token endpoint issued %s (each valid %v, replaced before expiry); the API refused %s",
+				p.dim(clock(time.Now())), plural(oauth.Issued(devOAuth2Client), "token", "tokens"), *tokenTTL, plural(oauth.Rejected(), "request", "requests")))
+		}
 		if !*exitWhenDone {
-			_ = out.println(fmt.Sprintf("the bridge keeps running: publish more with `lessonbridge publish --nats-url %s --sample 20 --mandator %s`; Ctrl-C stops", natsURL, *mandator))
+			_ = out.println(fmt.Sprintf("the bridge keeps running: publish more with `%s publish --nats-url %s --sample 20 --mandator %s`; Ctrl-C stops", self, natsURL, *mandator))
+			if m, lesson := devExplainTarget(changes, annex, broken); lesson != "" {
+				_ = out.println("what happened to a lesson: " + explainExample(natsURL, m, lesson, srv.Addr))
+			}
 			select {
 			case <-ctx.Done():
 			case err := <-runDone:
@@ -341,7 +430,7 @@ func devWatch(ctx context.Context, js jetstream.JetStream, tr *devTracker) ([]je
 }
 
 // showAccepted prints a line for each batch the bridge got a BatchId for, until ctx ends.
-func showAccepted(ctx context.Context, bridge *consumer.Bridge, out *linePrinter) {
+func showAccepted(ctx context.Context, bridge *consumer.Bridge, out *linePrinter, p palette) {
 	seen := map[string]bool{}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -351,8 +440,7 @@ func showAccepted(ctx context.Context, bridge *consumer.Bridge, out *linePrinter
 				continue
 			}
 			seen[b.Key+"/"+b.BatchID] = true
-			_ = out.println(fmt.Sprintf("%s → accepted %s %s batch=%s lessons=%d events=%d", clock(time.Now()),
-				b.Mandator, b.Action, b.BatchID, b.Lessons, b.Events))
+			_ = out.println(devAcceptedLine(p, time.Now(), b))
 		}
 		select {
 		case <-ctx.Done():
@@ -368,6 +456,7 @@ func showAccepted(ctx context.Context, bridge *consumer.Bridge, out *linePrinter
 // are printed but not counted.
 type devTracker struct {
 	out   *linePrinter
+	p     palette
 	total int
 	began time.Time
 	done  chan struct{} // closed when every event of the workload is settled
@@ -411,27 +500,23 @@ func (t *devTracker) describeWorkload(mandator, annex string, broken int) string
 
 // outcome prints an outcome event and settles the events it lists.
 func (t *devTracker) outcome(msg jetstream.Msg) {
-	_ = t.out.println(outcomeLine(msg))
+	var o schemas.Outcome
+	if err := json.Unmarshal(msg.Data(), &o); err != nil {
+		_ = t.out.println(fmt.Sprintf("%s ? %s: undecodable outcome: %s", t.p.dim(clock(msgTime(msg))), msg.Subject(), cut(oneLine(err.Error()), devMaxError)))
+		return
+	}
+	_ = t.out.println(devOutcomeLine(t.p, &o))
 	t.settleOutcome(msg.Data())
 }
 
-// deadLetter prints a dead letter and settles it when it is one of an invalid event. The dead
-// letters of a failed batch are settled by its outcome, whose line shows JobManager's messages: they
-// are left out here.
+// deadLetter prints a dead letter that no outcome line counts (an invalid event) and settles it
+// when it is one of the workload's. The dead letters of a failed batch are settled and counted by
+// its outcome line; they are not printed again.
 func (t *devTracker) deadLetter(msg jetstream.Msg) {
-	reason := msg.Headers().Get(schemas.HeaderReason)
-	if reason == schemas.ReasonInvalidEvent {
-		_ = t.out.println(deadLetterLine(msg))
-	} else {
-		h := nats.Header{}
-		for k, v := range msg.Headers() {
-			if k != schemas.HeaderError {
-				h[k] = v
-			}
-		}
-		_ = t.out.println(formatDeadLetter(msg.Subject(), h, msgTime(msg)))
+	if line, ok := devDeadLetterLine(t.p, msg.Subject(), msg.Headers(), msgTime(msg)); ok {
+		_ = t.out.println(line)
 	}
-	t.settleDeadLetter(reason, msg.Data())
+	t.settleDeadLetter(msg.Headers().Get(schemas.HeaderReason), msg.Data())
 }
 
 // settleOutcome counts the workload's events that the outcome event data lists.
@@ -518,4 +603,19 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+// devExplainTarget picks the lesson dev's explain example asks about: the first of the batch that
+// fails on purpose, else the first sample event's.
+func devExplainTarget(changes []publisher.RawChange, annex string, broken int) (mandator, lessonID string) {
+	for _, c := range changes {
+		if broken > 0 && c.Mandator != annex {
+			continue
+		}
+		var ev schemas.LessonChange
+		if json.Unmarshal(c.Body, &ev) == nil && ev.Data.LessonID != "" {
+			return c.Mandator, ev.Data.LessonID
+		}
+	}
+	return "", ""
 }

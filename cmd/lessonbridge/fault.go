@@ -4,18 +4,18 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/lessonbridge/lessonbridge/consumer"
 )
 
 // Environment variables of the test fault hooks. They exist for the chaos test (chaos_test.go) and
-// are not part of the contract: never set them in production.
+// are not part of the contract. Only a binary built with -tags lessonbridge_faults reads them
+// (fault_on.go); the production binary has no fault hook at all (fault_off.go), and the linker drops
+// this file's code from it because nothing there calls it.
 const (
 	// envFaultKillAfterSubmit is a probability in [0, 1]: after each submit that JobManager accepted,
 	// and before the ledger records the acceptance, the process kills itself with SIGKILL with this
@@ -24,21 +24,6 @@ const (
 	// envFaultSeed seeds the draws of the fault hooks (an integer); unset means a random seed.
 	envFaultSeed = "LESSONBRIDGE_FAULT_SEED"
 )
-
-// faultHooks returns the engine hooks of the test fault injection configured by the environment
-// (envFaultKillAfterSubmit, envFaultSeed). With the variables unset it returns the zero Hooks, which
-// cost nothing. A value that cannot be parsed is reported on stderr and injects no fault.
-//
-// NOTE: this is a TEST FAULT HOOK. When drawn it ends the process with SIGKILL on purpose, without
-// any cleanup, so that the chaos test can prove crash recovery.
-func faultHooks() consumer.Hooks {
-	h, err := faultHooksFrom(os.Getenv, os.Stderr, func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) })
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lessonbridge: fault hooks disabled:", err)
-		return consumer.Hooks{}
-	}
-	return h
-}
 
 // faultHooksFrom builds the fault hooks from getenv. A firing hook says so on w (the log of the
 // process), then calls kill, which ends the process; if kill returns, the hook returns an error so

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,12 +33,24 @@ const jmProbeTTL = 10 * time.Second
 // jmProbeTimeout bounds one reachability request.
 const jmProbeTimeout = 3 * time.Second
 
-// httpAPI serves /metrics, /healthz, /readyz and /batches for a running bridge.
+// httpAPI serves /metrics, /healthz, /readyz, /batches and the status page / for a bridge, from
+// before the bridge exists: run starts it before NATS is connected and the topology ensured, so
+// that /healthz answers from the first second and /readyz says what the bridge waits for.
 type httpAPI struct {
-	bridge        bridgeView
+	bridgeRef     atomic.Pointer[bridgeRef] // nil until setBridge
 	natsConnected func() bool
+	natsState     func() string // nil: natsConnected decides between connected and disconnected
 	registry      *prometheus.Registry
-	probe         *jmProbe // nil: JobManager reachability is not reported
+	probe         *jmProbe                    // nil: JobManager reachability is not reported
+	leaders       atomic.Pointer[leaderWatch] // nil: not checked; else the JetStream leader check (cluster.go)
+	started       time.Time
+}
+
+type bridgeRef struct{ v bridgeView }
+
+// bridgeHealth is what the engine's Bridge.Health reports once it has it: ready, and why not.
+type bridgeHealth interface {
+	Health() (ready bool, reason string)
 }
 
 // newHTTPAPI returns the endpoints of bridge. metrics is registered in a dedicated registry with the
@@ -52,7 +66,7 @@ func newHTTPAPI(bridge bridgeView, metrics *consumer.Metrics, natsConnected func
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "lessonbridge_build_info", Help: "Always 1; the version label names the build.",
-		ConstLabels: prometheus.Labels{"version": version}})
+		ConstLabels: prometheus.Labels{"version": buildVersion()}})
 	info.Set(1)
 	if err := reg.Register(info); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
@@ -62,11 +76,45 @@ func newHTTPAPI(bridge bridgeView, metrics *consumer.Metrics, natsConnected func
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
 	}
-	api := &httpAPI{bridge: bridge, natsConnected: natsConnected, registry: reg}
+	api := &httpAPI{natsConnected: natsConnected, registry: reg, started: time.Now()}
+	if bridge != nil {
+		api.bridgeRef.Store(&bridgeRef{bridge})
+	}
 	if jm != nil && mandator != "" {
 		api.probe = &jmProbe{jm: jm, mandator: mandator, ttl: jmProbeTTL, now: time.Now}
 	}
 	return api, nil
+}
+
+// setBridge hands the endpoints the bridge once it exists and registers its metrics.
+func (a *httpAPI) setBridge(bridge bridgeView, metrics *consumer.Metrics) error {
+	if metrics != nil {
+		if err := metrics.Register(a.registry); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	a.bridgeRef.Store(&bridgeRef{bridge})
+	return nil
+}
+
+// bridge is the bridge, nil before setBridge.
+func (a *httpAPI) bridge() bridgeView {
+	if r := a.bridgeRef.Load(); r != nil {
+		return r.v
+	}
+	return nil
+}
+
+// batches is the bridge's batch list, empty (not nil) before the bridge exists.
+func (a *httpAPI) batches() []consumer.BatchInfo {
+	var batches []consumer.BatchInfo
+	if b := a.bridge(); b != nil {
+		batches = b.Batches()
+	}
+	if batches == nil {
+		batches = []consumer.BatchInfo{}
+	}
+	return batches
 }
 
 // Handler routes the endpoints.
@@ -79,21 +127,20 @@ func (a *httpAPI) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.HandleFunc("GET /batches", func(w http.ResponseWriter, _ *http.Request) {
-		batches := a.bridge.Batches()
-		if batches == nil {
-			batches = []consumer.BatchInfo{}
-		}
-		writeJSON(w, http.StatusOK, batches)
+		writeJSON(w, http.StatusOK, a.batches())
 	})
+	mux.HandleFunc("GET /{$}", a.statusPage)
 	return mux
 }
 
 // readiness is the body of /readyz.
 type readiness struct {
 	Ready      bool            `json:"ready"`
-	NATS       string          `json:"nats"`   // connected or disconnected
-	Bridge     string          `json:"bridge"` // ready or not ready
+	NATS       string          `json:"nats"`   // connecting, connected, reconnecting, disconnected or closed
+	Bridge     string          `json:"bridge"` // starting (waiting for NATS), ready or not ready
+	Reason     string          `json:"reason,omitempty"`
 	JobManager *jmReachability `json:"jobmanager,omitempty"`
+	JetStream  string          `json:"jetstream,omitempty"` // leaders present, or why not
 }
 
 // jmReachability is the information part of /readyz: whether JobManager answered lately.
@@ -105,26 +152,63 @@ type jmReachability struct {
 }
 
 // readyz answers 200 when NATS is connected and the bridge is ready, else 503; the body says which
-// part is missing and, as information only, whether JobManager is reachable.
+// part is missing and why and, as information only, whether JobManager is reachable.
 func (a *httpAPI) readyz(w http.ResponseWriter, r *http.Request) {
-	rd := readiness{NATS: "disconnected", Bridge: "not ready"}
-	natsOK, bridgeOK := a.natsConnected(), a.bridge.Ready()
-	if natsOK {
-		rd.NATS = "connected"
-	}
-	if bridgeOK {
-		rd.Bridge = "ready"
-	}
-	rd.Ready = natsOK && bridgeOK
-	if a.probe != nil {
-		res := a.probe.check(r.Context())
-		rd.JobManager = &res
-	}
+	rd := a.readiness(r.Context())
 	code := http.StatusOK
 	if !rd.Ready {
 		code = http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, rd)
+}
+
+// readiness is the state /readyz and the status page report.
+func (a *httpAPI) readiness(ctx context.Context) readiness {
+	rd := readiness{NATS: "disconnected", Bridge: "not ready"}
+	if a.natsState != nil {
+		rd.NATS = a.natsState()
+	} else if a.natsConnected() {
+		rd.NATS = "connected"
+	}
+	natsOK := rd.NATS == "connected"
+	bridgeOK, bridgeReason := false, ""
+	switch b := a.bridge().(type) {
+	case nil:
+		rd.Bridge, bridgeReason = "starting", "waiting for NATS before ensuring the topology"
+	case bridgeHealth:
+		bridgeOK, bridgeReason = b.Health()
+	default:
+		// Until consumer.Bridge.Health (ready, reason) is merged the engine says only Ready(); its
+		// reason goes here (the case above picks Health up by itself once the method exists).
+		bridgeOK = b.Ready()
+		if !bridgeOK {
+			bridgeReason = "ensuring the topology, recovering the ledger or binding the consumer"
+		}
+	}
+	if bridgeOK {
+		rd.Bridge = "ready"
+	}
+	rd.Ready = natsOK && bridgeOK
+	var why []string
+	if !natsOK {
+		why = append(why, "nats "+rd.NATS)
+	}
+	if !bridgeOK && bridgeReason != "" {
+		why = append(why, "bridge "+bridgeReason)
+	}
+	if w := a.leaders.Load(); w != nil {
+		rd.JetStream = "leaders present"
+		if err := w.Err(); err != nil {
+			rd.JetStream, rd.Ready = err.Error(), false
+			why = append(why, "jetstream "+err.Error())
+		}
+	}
+	rd.Reason = strings.Join(why, "; ")
+	if a.probe != nil {
+		res := a.probe.check(ctx)
+		rd.JobManager = &res
+	}
+	return rd
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

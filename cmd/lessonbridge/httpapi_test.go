@@ -3,13 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"encoding/xml"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
@@ -69,9 +74,11 @@ func TestHTTPAPIEndpoints(t *testing.T) {
 		code         int
 		body         string
 	}{
-		{false, false, 503, `{"ready":false,"nats":"disconnected","bridge":"not ready"}`},
-		{true, false, 503, `{"ready":false,"nats":"connected","bridge":"not ready"}`},
-		{false, true, 503, `{"ready":false,"nats":"disconnected","bridge":"ready"}`},
+		{false, false, 503, `{"ready":false,"nats":"disconnected","bridge":"not ready",
+			"reason":"nats disconnected; bridge ensuring the topology, recovering the ledger or binding the consumer"}`},
+		{true, false, 503, `{"ready":false,"nats":"connected","bridge":"not ready",
+			"reason":"bridge ensuring the topology, recovering the ledger or binding the consumer"}`},
+		{false, true, 503, `{"ready":false,"nats":"disconnected","bridge":"ready","reason":"nats disconnected"}`},
 		{true, true, 200, `{"ready":true,"nats":"connected","bridge":"ready"}`},
 	}
 	for _, tt := range tests {
@@ -182,4 +189,129 @@ func TestReadyzFollowsNATS(t *testing.T) {
 	_, body := get(t, srv.URL+"/metrics")
 	assert.Contains(t, body, "lessonbridge_events_received_total", "the bridge's own metrics are served")
 	assert.Contains(t, body, "process_cpu_seconds_total")
+}
+
+// healthyBridge is a bridgeView that also reports Health, as the engine will.
+type healthyBridge struct {
+	fakeBridge
+	reason string
+}
+
+func (h *healthyBridge) Health() (bool, string) { return h.ready.Load(), h.reason }
+
+// Once the engine has Health, its reason is what /readyz says.
+func TestReadyzUsesBridgeHealth(t *testing.T) {
+	hb := &healthyBridge{reason: "recovering 3 ledger records"}
+	api, err := newHTTPAPI(hb, nil, func() bool { return true }, nil, "")
+	require.NoError(t, err)
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	code, body := get(t, srv.URL+"/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.JSONEq(t, `{"ready":false,"nats":"connected","bridge":"not ready","reason":"bridge recovering 3 ledger records"}`, body)
+}
+
+// The status page at / is plain HTML (well-formed, no script) showing readiness, the batches and
+// the key metrics; its status code is /readyz's.
+func TestStatusPage(t *testing.T) {
+	created := time.Now().Add(-95 * time.Second)
+	fb := &fakeBridge{batches: []consumer.BatchInfo{{Key: "k1", Mandator: "zh-kanti", Action: "create", BatchID: "12345",
+		State: "polling", Created: created, Polls: 2, Lessons: 3, Events: 4, LastStatus: "AwaitingLessonProcessing"},
+		{Key: "k2", Mandator: "demo", Action: "delete", State: "submitting", Created: created, Lessons: 1, Events: 1}}}
+	var natsUp atomic.Bool
+	api, err := newHTTPAPI(fb, nil, natsUp.Load, nil, "")
+	require.NoError(t, err)
+	received := prometheus.NewCounter(prometheus.CounterOpts{Name: "lessonbridge_events_received_total", Help: "h"})
+	received.Add(1234)
+	batches := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lessonbridge_batches_total", Help: "h"}, []string{"status", "reason"})
+	batches.WithLabelValues("succeeded", "").Add(40)
+	batches.WithLabelValues("failed", "import_failed").Add(2)
+	batches.WithLabelValues("failed", "rejected").Add(1)
+	require.NoError(t, api.registry.Register(received))
+	require.NoError(t, api.registry.Register(batches))
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+
+	resp, err := http.Get(srv.URL + "/")
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	page := string(b)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, "text/html; charset=utf-8", resp.Header.Get("Content-Type"))
+	assertWellFormedHTML(t, page)
+	assert.NotContains(t, page, "<script")
+	assert.Contains(t, page, `<title>lessonbridge NOT READY</title>`)
+	assert.Contains(t, page, `<td id="nats">disconnected</td>`)
+	assert.Contains(t, page, `<td id="reason">nats disconnected; bridge ensuring the topology`)
+	assert.Contains(t, page, `Batches in flight (2)`)
+	assert.Regexp(t, `<tr><td>zh-kanti</td><td>create</td><td>12345</td><td>polling</td><td class="num">1m3[56]s</td><td class="num">2</td><td class="num">3</td><td class="num">4</td><td>AwaitingLessonProcessing</td></tr>`, page)
+	assert.Contains(t, page, `<tr><td>demo</td><td>delete</td><td>-</td><td>submitting</td>`)
+	assert.Contains(t, page, `<tr><th>input events taken over</th><td class="num">1234</td>`)
+	assert.Contains(t, page, `<tr><th>batches succeeded</th><td class="num">40</td>`)
+	assert.Contains(t, page, `<tr><th>batches failed</th><td class="num">3</td>`)
+	assert.Contains(t, page, `<tr><th>input messages held</th><td class="num">-</td>`, "not registered: shown as -")
+	assert.Contains(t, page, `&#34;ready&#34;: false`, "the /readyz body, escaped")
+
+	natsUp.Store(true)
+	fb.ready.Store(true)
+	fb.batches = nil
+	code, page := get(t, srv.URL+"/")
+	assert.Equal(t, http.StatusOK, code)
+	assertWellFormedHTML(t, page)
+	assert.Contains(t, page, `<span id="state" class="state ready">ready</span>`)
+	assert.Contains(t, page, `<p id="batches">none</p>`)
+	assert.NotContains(t, page, `id="reason"`)
+
+	// Only / itself: other paths stay 404.
+	code, _ = get(t, srv.URL+"/nope")
+	assert.Equal(t, http.StatusNotFound, code)
+}
+
+// assertWellFormedHTML parses page strictly (HTML void elements and entities allowed), so an
+// unclosed or misnested tag fails.
+func assertWellFormedHTML(t *testing.T, page string) {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(strings.TrimPrefix(page, "<!DOCTYPE html>")))
+	d.Strict, d.AutoClose, d.Entity = true, xml.HTMLAutoClose, xml.HTMLEntity
+	for {
+		_, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		require.NoError(t, err, "the status page is not well-formed")
+	}
+}
+
+// The status page in a real headless browser: Chromium loads it, and the DOM it built shows the
+// state. Runs where a Chromium is installed (apt-get install chromium); the HTML test above covers
+// the page everywhere else.
+func TestStatusPageInChromium(t *testing.T) {
+	browser := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			browser = p
+			break
+		}
+	}
+	if browser == "" {
+		t.Skip("no Chromium on PATH (apt-get install chromium); TestStatusPage checks the HTML")
+	}
+	fb := &fakeBridge{batches: []consumer.BatchInfo{{Key: "k1", Mandator: "zh-kanti", Action: "update", BatchID: "777",
+		State: "polling", Created: time.Now(), Lessons: 5, Events: 5}}}
+	api, err := newHTTPAPI(fb, nil, func() bool { return true }, nil, "")
+	require.NoError(t, err)
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		"--user-data-dir="+t.TempDir(), "--dump-dom", srv.URL+"/")
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	dom := string(out)
+	assert.Contains(t, dom, `<span id="state" class="state notready">not ready</span>`)
+	assert.Contains(t, dom, `<td id="nats">connected</td>`)
+	assert.Contains(t, dom, `<td>zh-kanti</td><td>update</td><td>777</td><td>polling</td>`)
 }

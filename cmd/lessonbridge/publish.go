@@ -16,9 +16,6 @@ import (
 	"unicode"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/lessonbridge/lessonbridge/publisher"
 )
 
@@ -39,7 +36,7 @@ var mandatorToken = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // them), so publish doubles as a tool to inject poison.
 func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("publish", stderr)
-	natsURL := fs.String("nats-url", defaultNATSURL, "NATS server URL(s), comma-separated")
+	natsFlags := registerNATSFlags(fs)
 	mandator := fs.String("mandator", "demo", "mandator of events without a data.mandator")
 	file := fs.String("file", "", `NDJSON file, one CloudEvent per line ("" or "-": stdin)`)
 	sample := fs.Int("sample", 0, "publish N generated sample events instead of reading input")
@@ -48,20 +45,25 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	window := fs.Int("window", publisher.DefaultWindow, "publishes awaiting confirmation at most")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	prefix := fs.String("subject", publisher.DefaultSubjects().Changes, "subject prefix of lesson changes")
-	if err := parseFlags(fs, args, map[string][]string{"nats-url": {"NATS_URL"}}); err != nil {
+	if err := parseFlags(fs, args, nil); err != nil {
 		return err
 	}
+	ns, errs := natsFlags.settings("publish", osFS{})
+	bad := func(name, value, why string) { errs = append(errs, flagProblem("publish", name, value, why)) }
 	if !mandatorToken.MatchString(*mandator) {
-		return fmt.Errorf("publish: --mandator %q must match [A-Za-z0-9_-]{1,64}", *mandator)
+		bad("mandator", *mandator, "must match [A-Za-z0-9_-]{1,64}")
 	}
 	if *sample < 0 {
-		return fmt.Errorf("publish: --sample %d is negative", *sample)
+		bad("sample", fmt.Sprint(*sample), "must not be negative")
 	}
 	if *sample > 0 && *file != "" {
-		return errors.New("publish: --sample and --file exclude each other")
+		bad("file", *file, "--sample and --file exclude each other")
 	}
 	if *failRate < 0 || *failRate > 1 {
-		return fmt.Errorf("publish: --fail-rate %v is not within 0..1", *failRate)
+		bad("fail-rate", fmt.Sprint(*failRate), "must be within 0..1")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("publish: %w", errors.Join(errs...))
 	}
 	subjects := publisher.DefaultSubjects()
 	subjects.Changes = *prefix
@@ -76,12 +78,12 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		in = f
 	}
 
-	nc, err := nats.Connect(*natsURL, nats.Name("lessonbridge publish"))
+	nc, err := dialNATS(ns, "lessonbridge publish")
 	if err != nil {
-		return fmt.Errorf("publish: connect %s: %w", *natsURL, err)
+		return fmt.Errorf("publish: %w", err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := ns.newJetStream(nc)
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}

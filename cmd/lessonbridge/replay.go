@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/term"
 
 	"github.com/lessonbridge/lessonbridge/publisher"
 	"github.com/lessonbridge/lessonbridge/schemas"
@@ -21,8 +25,11 @@ import (
 
 const (
 	// replayNoMandator is the dead-letter subject token the bridge uses for events whose subject
-	// names no valid mandator (lessons.deadletter._invalid).
+	// names no valid mandator: lessons.deadletter._invalid.mandator (contract section 5; before,
+	// lessons.deadletter._invalid).
 	replayNoMandator = "_invalid"
+	// replayMarksBucket is the default KV bucket of the marks of replayed dead letters.
+	replayMarksBucket = "lessonbridge_replayed"
 	// replayHeaderOf names the dead letter a replayed message was copied from: "<stream>/<seq>".
 	// The bridge ignores it; it is there for people tracing an event.
 	replayHeaderOf = "Lessonbridge-Replay-Of"
@@ -37,8 +44,6 @@ const (
 	replayPublishAttempts = 3
 	// replayMaxConsecutiveErrors stops a replay whose publishes keep failing (NATS away, no stream).
 	replayMaxConsecutiveErrors = 10
-	// replayConnectTimeout bounds the wait for a first connection to NATS.
-	replayConnectTimeout = 15 * time.Second
 	// replayPublishTimeout bounds the wait for one PubAck.
 	replayPublishTimeout = 10 * time.Second
 	// replayIdleWait is how long the reader waits for the next dead letter before it asks the
@@ -60,23 +65,29 @@ batch id, stored time in [--since, --until)), and publishes each one's original 
 original subject (header Lessonbridge-Subject; <input-prefix>.<mandator> when absent), waiting for
 JetStream's confirmation before the next one. The bridge then imports them like new events.
 
-Each republish carries Nats-Msg-Id "replay-<dead-letter seq>-<run id>". It differs from the
-original event id, which the input stream would drop as a duplicate within its duplicate window,
-and it is the same for every retry within a run, so a publish whose confirmation was lost is not
-stored twice. Every run gets a new run id (printed at the start), so running replay again
-republishes again; to repeat an interrupted run within the input stream's duplicate window without
-republishing what it already confirmed, pass its --run-id.
+Safe to run twice: each republished dead letter is marked in the KV bucket --marks-bucket (key
+<stream>.<seq>, created on first use), and marked dead letters are skipped (counted as "already
+replayed") unless --again is given. --dry-run lists only what a real run would publish.
+
+On a terminal, replay first counts what it would republish and asks for confirmation; --yes skips
+the question (for scripts). Without a terminal it refuses to publish unless --yes or --dry-run is
+given.
+
+Each republish carries Nats-Msg-Id "replay-<dead-letter seq>-<run id>", the same for every retry
+within a run, so a publish whose confirmation was lost is not stored twice. Every run gets a new
+run id (printed at the start).
 
 Dead letters whose original subject names no valid mandator (reason invalid_event, dead-letter
-subject <prefix>._invalid) are skipped and reported unless --mandator names their dead-letter token.
+subject <prefix>._invalid.mandator, before <prefix>._invalid) are skipped and reported unless
+--mandator _invalid selects them; they are then republished to their original subject.
 
-Replay does NOT delete dead letters: the stream keeps them, and running replay again republishes
-them again. Purge what you no longer need with the nats CLI, e.g.
+Replay does NOT delete dead letters: the stream keeps them. Purge what you no longer need with the
+nats CLI, e.g.
   nats stream purge LESSON_DEADLETTER --subject lessons.deadletter.zh-kanti
   nats stream rmm LESSON_DEADLETTER <seq>
 
-Exit status: 0 when every selected dead letter was republished (or listed, with --dry-run), 1 when
-any could not be.
+Exit status: 0 when every selected dead letter was republished and marked (or listed, with
+--dry-run), 1 when any could not be, or when the confirmation was refused.
 `
 
 // replayList is a flag that may be repeated and whose values may also be comma-separated lists.
@@ -125,6 +136,9 @@ type replayOptions struct {
 	dryRun      bool
 	limit       int // 0: no limit
 	runID       string
+	again       bool   // republish dead letters that are marked as replayed
+	yes         bool   // no confirmation prompt
+	marksBucket string // KV bucket of the marks
 }
 
 // parseReplayArgs parses and checks replay's flags; relative times count back from now. Every
@@ -139,15 +153,7 @@ func parseReplayArgs(args []string, stderr io.Writer, now time.Time) (replayOpti
 	var o replayOptions
 	var mandators, reasons, batchIDs replayList
 	var since, until string
-	fs.StringVar(&o.nats.URL, "nats-url", defaultNATSURL, "NATS server URL(s), comma-separated (env NATS_URL too)")
-	fs.StringVar(&o.nats.Creds, "nats-creds", "", "NATS credentials file (JWT and NKey seed)")
-	fs.StringVar(&o.nats.NKeySeedFile, "nats-nkey", "", "NATS NKey seed file")
-	fs.StringVar(&o.nats.User, "nats-user", "", "NATS user name (with --nats-password)")
-	fs.StringVar(&o.nats.Password, "nats-password", "", "NATS password")
-	fs.StringVar(&o.nats.Token, "nats-token", "", "NATS authentication token")
-	fs.StringVar(&o.nats.CAFile, "nats-ca", "", "PEM file of the CA(s) that signed the NATS server's certificate")
-	fs.StringVar(&o.nats.CertFile, "nats-cert", "", "PEM client certificate for NATS TLS (with --nats-key)")
-	fs.StringVar(&o.nats.KeyFile, "nats-key", "", "PEM private key of --nats-cert")
+	natsFlags := registerNATSFlags(fs)
 	fs.StringVar(&o.stream, "deadletter-stream", "LESSON_DEADLETTER", "stream of the dead letters")
 	fs.StringVar(&o.inputPrefix, "input-prefix", publisher.DefaultSubjects().Changes, "subject prefix of lesson changes (<prefix>.<mandator>)")
 	fs.Var(&mandators, "mandator", "replay only these mandators (dead-letter subject token; repeatable or comma-separated; empty: all)")
@@ -157,15 +163,17 @@ func parseReplayArgs(args []string, stderr io.Writer, now time.Time) (replayOpti
 	fs.StringVar(&until, "until", "", "replay only dead letters stored before this: RFC 3339 time or a duration back from now")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "list what would be replayed, one line each, and publish nothing")
 	fs.IntVar(&o.limit, "limit", 0, "replay at most this many dead letters (0: no limit)")
-	fs.StringVar(&o.runID, "run-id", "", "run id in the Nats-Msg-Id (default: the start time in Unix nanoseconds); reuse one only to repeat an interrupted run")
-	if err := parseFlags(fs, args, map[string][]string{"nats-url": {"NATS_URL"}}); err != nil {
+	fs.StringVar(&o.runID, "run-id", "", "run id in the Nats-Msg-Id (default: the start time in Unix nanoseconds)")
+	fs.BoolVar(&o.again, "again", false, "also republish dead letters an earlier replay republished (they are marked in --marks-bucket)")
+	fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (needed without a terminal, unless --dry-run)")
+	fs.StringVar(&o.marksBucket, "marks-bucket", replayMarksBucket, "KV bucket marking the dead letters replayed (created on first use)")
+	if err := parseFlags(fs, args, nil); err != nil {
 		return replayOptions{}, err
 	}
 
 	var errs []error
-	bad := func(name, value, why string) {
-		errs = append(errs, fmt.Errorf("--%s (%s) %q: %s", name, envName(name), value, why))
-	}
+	o.nats, errs = natsFlags.settings("replay", osFS{})
+	bad := func(name, value, why string) { errs = append(errs, flagProblem("replay", name, value, why)) }
 	for _, m := range mandators {
 		if schemas.ValidMandator(m) != nil {
 			bad("mandator", m, "must match [A-Za-z0-9_-]{1,64}")
@@ -195,6 +203,9 @@ func parseReplayArgs(args []string, stderr io.Writer, now time.Time) (replayOpti
 	if !replayStreamRE.MatchString(o.stream) {
 		bad("deadletter-stream", o.stream, "must be a stream name ([A-Za-z0-9_-])")
 	}
+	if !replayStreamRE.MatchString(o.marksBucket) {
+		bad("marks-bucket", o.marksBucket, "must be a bucket name ([A-Za-z0-9_-])")
+	}
 	if !replaySubjectRE.MatchString(o.inputPrefix) {
 		bad("input-prefix", o.inputPrefix, "must be a literal subject such as lessons.changes")
 	}
@@ -202,9 +213,6 @@ func parseReplayArgs(args []string, stderr io.Writer, now time.Time) (replayOpti
 		o.runID = strconv.FormatInt(now.UnixNano(), 10)
 	} else if !replayRunIDRE.MatchString(o.runID) {
 		bad("run-id", o.runID, "must match [A-Za-z0-9_-]{1,64}")
-	}
-	if o.nats.CertFile != "" && o.nats.KeyFile == "" || o.nats.CertFile == "" && o.nats.KeyFile != "" {
-		bad("nats-cert", o.nats.CertFile, "--nats-cert and --nats-key go together")
 	}
 	if len(errs) > 0 {
 		return replayOptions{}, fmt.Errorf("replay: %w", errors.Join(errs...))
@@ -246,30 +254,50 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	log, err := newLogger("warn", "console", stderr)
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
+	if !o.dryRun && !o.yes && !replayInputIsTerminal() {
+		return errors.New("replay: standard input is not a terminal, so replay cannot ask for confirmation: " +
+			"pass --yes to republish (or --dry-run to list what would be)")
 	}
-	cctx, cancel := context.WithTimeout(ctx, replayConnectTimeout)
-	nc, err := connectNATS(cctx, o.nats, "lessonbridge replay", log)
-	cancel()
+	nc, err := dialNATS(o.nats, "lessonbridge replay")
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := o.nats.newJetStream(nc)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
-	r := &replayer{js: js, o: o, out: stdout, errOut: stderr, counts: replayCounts{byReason: map[string]*replayCount{}}}
+	r := &replayer{js: js, o: o, out: stdout, errOut: stderr, in: replayInput, counts: newReplayCounts()}
 	return r.run(ctx)
+}
+
+// The terminal replay asks on; variables so that tests can stand in for one.
+var (
+	replayInput           io.Reader = os.Stdin
+	replayInputIsTerminal           = func() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
+)
+
+func newReplayCounts() replayCounts { return replayCounts{byReason: map[string]*replayCount{}} }
+
+// replayMark is the value of a mark: which run republished the dead letter, and the dead letter's
+// stored time, so that a mark of a deleted and re-created stream's sequence number does not match.
+type replayMark struct {
+	RunID      string    `json:"runId"`
+	ReplayedAt time.Time `json:"replayedAt"`
+	Stored     time.Time `json:"stored"`
+	Subject    string    `json:"subject"`
+	MsgID      string    `json:"msgId"`
+}
+
+func replayMarkKey(stream string, seq uint64) string {
+	return stream + "." + strconv.FormatUint(seq, 10)
 }
 
 // replayDeadLetter is one message of the dead-letter stream.
 type replayDeadLetter struct {
 	seq      uint64    // in the dead-letter stream
-	subject  string    // <dead-letter prefix>.<mandator>
-	mandator string    // the dead-letter subject's last token
+	subject  string    // <dead-letter prefix>.<mandator> or <dead-letter prefix>._invalid.mandator
+	mandator string    // the mandator token of the dead-letter subject (deadLetterMandator)
 	reason   string    // Lessonbridge-Reason
 	errText  string    // Lessonbridge-Error
 	batchID  string    // Lessonbridge-Batch-Id
@@ -282,10 +310,19 @@ func replayDeadLetterOf(msg jetstream.Msg, seq uint64, stored time.Time) *replay
 	h := msg.Headers()
 	subject := msg.Subject()
 	return &replayDeadLetter{
-		seq: seq, subject: subject, mandator: subject[strings.LastIndexByte(subject, '.')+1:],
+		seq: seq, subject: subject, mandator: deadLetterMandator(subject),
 		reason: h.Get(schemas.HeaderReason), errText: h.Get(schemas.HeaderError), batchID: h.Get(schemas.HeaderBatchID),
 		origin: h.Get(schemas.HeaderSubject), stored: stored, body: msg.Data(),
 	}
+}
+
+// deadLetterMandator is the mandator token of a dead-letter subject: its last token, except for
+// <prefix>._invalid.mandator (contract section 5), whose token is _invalid.
+func deadLetterMandator(subject string) string {
+	if rest, ok := strings.CutSuffix(subject, "."+replayNoMandator+".mandator"); ok && rest != "" {
+		return replayNoMandator
+	}
+	return subject[strings.LastIndexByte(subject, '.')+1:]
 }
 
 // replayTarget returns the subject dl is republished to, and whether that subject names a valid
@@ -314,12 +351,14 @@ type replayCount struct {
 	errors     int // could not be republished
 	noMandator int // selected, but its subject names no valid mandator and --mandator did not name it
 	overLimit  int // selected beyond --limit
+	marked     int // selected, but an earlier replay republished it (marked) and --again was not given
 }
 
 type replayCounts struct {
 	replayCount
 	examined   int
 	duplicates int // republishes JetStream reported as duplicates (a repeated --run-id)
+	unmarked   int // republished, but the mark could not be written
 	byReason   map[string]*replayCount
 }
 
@@ -338,9 +377,14 @@ type replayer struct {
 	js          jetstream.JetStream
 	o           replayOptions
 	out, errOut io.Writer
+	in          io.Reader // where the confirmation is read
 	counts      replayCounts
 	reports     int // notes written about dead letters without a valid mandator
 	consecutive int // publish errors in a row
+
+	marksKV  jetstream.KeyValue    // nil: no marks bucket (a dry run before the first replay)
+	marks    map[string]replayMark // by replayMarkKey, loaded at start
+	planning bool                  // counting for the confirmation: publish nothing, print no lines
 }
 
 // run reads the dead-letter stream up to its last sequence at start, replays what the filters
@@ -361,6 +405,30 @@ func (r *replayer) run(ctx context.Context) error {
 		mode = " (dry run: nothing is published)"
 	}
 	fmt.Fprintf(r.errOut, "replay run %s: %d dead letters in %s up to seq %d%s\n", r.o.runID, info.State.Msgs, r.o.stream, lastSeq, mode)
+	if err := r.loadMarks(ctx); err != nil {
+		return err
+	}
+
+	if !r.o.dryRun && !r.o.yes {
+		r.planning = true
+		err := r.scan(ctx, stream, info.State.Msgs, lastSeq)
+		r.planning = false
+		if err != nil {
+			return err
+		}
+		plan := r.counts
+		if plan.replayed == 0 {
+			return r.summary() // nothing to ask about
+		}
+		r.counts = newReplayCounts()
+		ok, err := r.confirm(&plan)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("replay: not confirmed; nothing was republished")
+		}
+	}
 
 	err = r.scan(ctx, stream, info.State.Msgs, lastSeq)
 	if werr := r.summary(); werr != nil && err == nil {
@@ -369,7 +437,71 @@ func (r *replayer) run(ctx context.Context) error {
 	if err == nil && r.counts.errors > 0 {
 		err = fmt.Errorf("replay: %d of the selected dead letters could not be republished", r.counts.errors)
 	}
+	if err == nil && r.counts.unmarked > 0 {
+		err = fmt.Errorf("replay: %d republished dead letters could not be marked in %s; a later replay would republish them again",
+			r.counts.unmarked, r.o.marksBucket)
+	}
 	return err
+}
+
+// loadMarks opens the marks bucket (creating it, unless this is a dry run) and reads every mark.
+func (r *replayer) loadMarks(ctx context.Context) error {
+	kv, err := r.js.KeyValue(ctx, r.o.marksBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		if r.o.dryRun {
+			r.marks = map[string]replayMark{}
+			return nil // nothing was replayed yet
+		}
+		kv, err = r.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: r.o.marksBucket,
+			Description: "lessonbridge replay: dead letters republished (key <stream>.<seq>)", History: 1})
+	}
+	if err != nil {
+		return fmt.Errorf("replay: --marks-bucket %s: %w", r.o.marksBucket, err)
+	}
+	r.marksKV = kv
+	r.marks = map[string]replayMark{}
+	w, err := kv.WatchFiltered(ctx, []string{r.o.stream + ".>"}, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("replay: --marks-bucket %s: %w", r.o.marksBucket, err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replay: %w", ctx.Err())
+		case e := <-w.Updates():
+			if e == nil {
+				return nil // the initial values are all delivered
+			}
+			var m replayMark
+			if json.Unmarshal(e.Value(), &m) == nil {
+				r.marks[e.Key()] = m
+			}
+		}
+	}
+}
+
+// confirm asks on the terminal whether to republish what plan counted.
+func (r *replayer) confirm(plan *replayCounts) (bool, error) {
+	reasons := make([]string, 0, len(plan.byReason))
+	for reason, rc := range plan.byReason {
+		if rc.replayed > 0 {
+			reasons = append(reasons, fmt.Sprintf("%s %d", orDash(oneLine(reason)), rc.replayed))
+		}
+	}
+	sort.Strings(reasons)
+	marked := ""
+	if plan.marked > 0 {
+		marked = fmt.Sprintf("; %d replayed before are skipped, --again includes them", plan.marked)
+	}
+	fmt.Fprintf(r.errOut, "replay: republish %d dead letters (%s) to %s.*%s? [y/N] ", plan.replayed,
+		strings.Join(reasons, ", "), r.o.inputPrefix, marked)
+	line, err := bufio.NewReader(r.in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("replay: read confirmation: %w", err)
+	}
+	answer := strings.ToLower(strings.TrimSpace(line))
+	return answer == "y" || answer == "yes", nil
 }
 
 func (r *replayer) scan(ctx context.Context, stream jetstream.Stream, msgs, lastSeq uint64) error {
@@ -438,8 +570,17 @@ func (r *replayer) handle(ctx context.Context, dl *replayDeadLetter) error {
 		r.report(dl, target)
 		return nil
 	}
+	key := replayMarkKey(r.o.stream, dl.seq)
+	if m, ok := r.marks[key]; ok && !r.o.again && m.Stored.Equal(dl.stored) {
+		c.add(dl.reason, func(rc *replayCount) { rc.marked++ })
+		return nil
+	}
 	if r.o.limit > 0 && c.replayed+c.errors >= r.o.limit {
 		c.add(dl.reason, func(rc *replayCount) { rc.overLimit++ })
+		return nil
+	}
+	if r.planning {
+		c.add(dl.reason, func(rc *replayCount) { rc.replayed++ })
 		return nil
 	}
 	if r.o.dryRun {
@@ -467,6 +608,10 @@ func (r *replayer) handle(ctx context.Context, dl *replayDeadLetter) error {
 	c.add(dl.reason, func(rc *replayCount) { rc.replayed++ })
 	if ack.Duplicate {
 		c.duplicates++
+	}
+	if err := r.mark(ctx, key, dl, target); err != nil {
+		c.unmarked++
+		fmt.Fprintf(r.errOut, "replay: seq %d republished but not marked in %s: %v\n", dl.seq, r.o.marksBucket, err)
 	}
 	if c.replayed%replayProgressEvery == 0 {
 		fmt.Fprintf(r.errOut, "replay: %d replayed, at dead letter seq %d\n", c.replayed, dl.seq)
@@ -502,9 +647,29 @@ func (r *replayer) publish(ctx context.Context, dl *replayDeadLetter, subject st
 	}
 }
 
+// mark records in the marks bucket that dl was republished to subject.
+func (r *replayer) mark(ctx context.Context, key string, dl *replayDeadLetter, subject string) error {
+	m := replayMark{RunID: r.o.runID, ReplayedAt: time.Now().UTC(), Stored: dl.stored, Subject: subject,
+		MsgID: replayMsgID(dl.seq, r.o.runID)}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, replayPublishTimeout)
+	defer cancel()
+	if _, err := r.marksKV.Put(pctx, key, b); err != nil {
+		return err
+	}
+	r.marks[key] = m
+	return nil
+}
+
 // report notes on stderr a selected dead letter that is skipped because its subject names no
 // valid mandator (the first replayMaxReports of them).
 func (r *replayer) report(dl *replayDeadLetter, target string) {
+	if r.planning {
+		return // the real pass reports it
+	}
 	if r.reports++; r.reports > replayMaxReports {
 		return
 	}
@@ -567,6 +732,9 @@ func replayDetails(rc *replayCount, skipped string) string {
 	}
 	if rc.overLimit > 0 {
 		s += fmt.Sprintf(", %d over --limit", rc.overLimit)
+	}
+	if rc.marked > 0 {
+		s += fmt.Sprintf(", %d already replayed (--again repeats them)", rc.marked)
 	}
 	return s
 }

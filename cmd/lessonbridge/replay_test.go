@@ -54,7 +54,7 @@ func TestReplayParseArgs(t *testing.T) {
 				o.filter.until = time.Date(2025, 12, 22, 15, 30, 0, 0, time.UTC)
 			}},
 		{name: "from the environment",
-			env: map[string]string{"LESSONBRIDGE_REASON": "import_failed,rejected", "NATS_URL": "nats://elsewhere:4222"},
+			env: map[string]string{"LESSONBRIDGE_REPLAY_REASON": "import_failed,rejected", "NATS_URL": "nats://elsewhere:4222"},
 			want: func(o *replayOptions) {
 				o.filter.reasons = []string{"import_failed", "rejected"}
 				o.nats.URL = "nats://elsewhere:4222"
@@ -67,17 +67,23 @@ func TestReplayParseArgs(t *testing.T) {
 			args: []string{"--since", "yesterday", "--limit", "-1", "--mandator", "a.b", "--reason", "Import-Failed",
 				"--run-id", "x y", "--input-prefix", "lessons.>", "--deadletter-stream", "a.b"},
 			wantErr: []string{
-				`--since (LESSONBRIDGE_SINCE) "yesterday": not an RFC 3339 time`,
-				`--limit (LESSONBRIDGE_LIMIT) "-1"`, `--mandator (LESSONBRIDGE_MANDATOR) "a.b"`,
-				`--reason (LESSONBRIDGE_REASON) "Import-Failed"`, `--run-id (LESSONBRIDGE_RUN_ID) "x y"`,
-				`--input-prefix (LESSONBRIDGE_INPUT_PREFIX) "lessons.>"`, `--deadletter-stream (LESSONBRIDGE_DEADLETTER_STREAM) "a.b"`,
+				`--since (LESSONBRIDGE_REPLAY_SINCE) "yesterday": not an RFC 3339 time`,
+				`--limit (LESSONBRIDGE_REPLAY_LIMIT) "-1"`, `--mandator (LESSONBRIDGE_REPLAY_MANDATOR) "a.b"`,
+				`--reason (LESSONBRIDGE_REPLAY_REASON) "Import-Failed"`, `--run-id (LESSONBRIDGE_REPLAY_RUN_ID) "x y"`,
+				`--input-prefix (LESSONBRIDGE_REPLAY_INPUT_PREFIX) "lessons.>"`, `--deadletter-stream (LESSONBRIDGE_DEADLETTER_STREAM) "a.b"`,
 			}},
 		{name: "until not after since", args: []string{"--since", "1h", "--until", "3h"},
-			wantErr: []string{`--until (LESSONBRIDGE_UNTIL) "3h": must be after --since 1h`}},
+			wantErr: []string{`--until (LESSONBRIDGE_REPLAY_UNTIL) "3h": must be after --since 1h`}},
 		{name: "negative duration", args: []string{"--since", "-2h"},
-			wantErr: []string{`--since (LESSONBRIDGE_SINCE) "-2h": a duration back from now must be positive`}},
-		{name: "bad environment value names the variable", env: map[string]string{"LESSONBRIDGE_LIMIT": "many"},
-			wantErr: []string{`environment LESSONBRIDGE_LIMIT="many" (flag --limit)`}},
+			wantErr: []string{`--since (LESSONBRIDGE_REPLAY_SINCE) "-2h": a duration back from now must be positive`}},
+		{name: "bad environment value names the variable", env: map[string]string{"LESSONBRIDGE_REPLAY_LIMIT": "many"},
+			wantErr: []string{`environment LESSONBRIDGE_REPLAY_LIMIT="many" (flag --limit)`}},
+		{name: "shared names: run's stream variable and the NATS CLI's context", env: map[string]string{
+			"LESSONBRIDGE_DEADLETTER_STREAM": "DL", "LESSONBRIDGE_JOBMANAGER_URL": "http://jm", "LESSONBRIDGE_MANDATORS": "x"},
+			want: func(o *replayOptions) { o.stream = "DL" }},
+		{name: "a run-style variable of a replay-only flag is refused, naming both",
+			env:     map[string]string{"LESSONBRIDGE_SINCE": "2h"},
+			wantErr: []string{`environment LESSONBRIDGE_SINCE="2h": replay reads --since from LESSONBRIDGE_REPLAY_SINCE`}},
 		{name: "positional argument", args: []string{"zh-kanti"}, wantErr: []string{`unexpected argument "zh-kanti"`}},
 	}
 	for _, tt := range tests {
@@ -96,7 +102,7 @@ func TestReplayParseArgs(t *testing.T) {
 			}
 			require.NoError(t, err)
 			want := replayOptions{nats: natsSettings{URL: defaultNATSURL}, stream: "LESSON_DEADLETTER",
-				inputPrefix: "lessons.changes", runID: fmt.Sprint(now.UnixNano())}
+				inputPrefix: "lessons.changes", runID: fmt.Sprint(now.UnixNano()), marksBucket: replayMarksBucket}
 			if tt.want != nil {
 				tt.want(&want)
 			}
@@ -112,7 +118,7 @@ func TestReplayHelpSaysDeadLettersStay(t *testing.T) {
 	require.ErrorIs(t, err, flag.ErrHelp)
 	assert.Contains(t, stderr.String(), "Replay does NOT delete dead letters")
 	assert.Contains(t, stderr.String(), "--dry-run")
-	assert.Contains(t, stderr.String(), "env LESSONBRIDGE_REASON")
+	assert.Contains(t, stderr.String(), "env LESSONBRIDGE_REPLAY_REASON")
 }
 
 func TestReplayFilterMatch(t *testing.T) {
@@ -196,7 +202,7 @@ func rpReplay(t *testing.T, url string, args ...string) (stdout, stderr string, 
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	var out, errOut lockedBuffer
-	err = runReplay(ctx, append([]string{"--nats-url", url}, args...), &out, &errOut)
+	err = runReplay(ctx, append([]string{"--nats-url", url, "--yes"}, args...), &out, &errOut)
 	return out.String(), errOut.String(), err
 }
 
@@ -279,7 +285,7 @@ func TestReplayWithoutBridge(t *testing.T) {
 		assert.Equal(t, "replay-1-again", msgs[before].Header.Get("Nats-Msg-Id"))
 		assert.JSONEq(t, `{"id":"a1"}`, string(msgs[before].Data))
 
-		out, _, err = rpReplay(t, url, "--limit", "1", "--run-id", "again")
+		out, _, err = rpReplay(t, url, "--limit", "1", "--run-id", "again", "--again")
 		require.NoError(t, err)
 		assert.Contains(t, out, "replayed 1 of 5 dead letters")
 		assert.Contains(t, out, "1 of them were already in the input")
@@ -290,14 +296,14 @@ func TestReplayWithoutBridge(t *testing.T) {
 		st, err := js.Stream(t.Context(), "LESSON_DEADLETTER")
 		require.NoError(t, err)
 		require.NoError(t, st.DeleteMsg(t.Context(), 5))
-		out, _, err := rpReplay(t, url, "--dry-run")
+		out, _, err := rpReplay(t, url, "--dry-run", "--again")
 		require.NoError(t, err)
 		assert.Contains(t, out, "would replay 3 of 4 dead letters (0 skipped by filter, 0 errors, 1 without a valid mandator)\n")
 	})
 
 	t.Run("publish errors are counted and fail the run", func(t *testing.T) {
 		require.NoError(t, js.DeleteStream(t.Context(), "LESSONS"))
-		out, errOut, err := rpReplay(t, url, "--limit", "1")
+		out, errOut, err := rpReplay(t, url, "--limit", "1", "--again")
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "1 of the selected dead letters could not be republished")
 		assert.Contains(t, out, "replayed 0 of 4 dead letters (0 skipped by filter, 1 errors, 1 without a valid mandator, 2 over --limit)\n")

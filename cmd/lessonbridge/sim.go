@@ -40,7 +40,11 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	failStatus := fs.Float64("fail-status-rate", 0, "fraction of status requests answered 503")
 	failImport := fs.Float64("fail-import-rate", 0, "fraction of batches failing with a technical error")
 	seed := fs.Int64("seed", 1, "seed of the random faults")
+	errorStyle := fs.String("error-style", "lessons", "wording of a failed batch's ErrorMessages: lessons, jobid, anonymous or first-error")
+	badLessons := fs.String("bad-lessons", "", "comma-separated LektionIds that always fail validation")
+	badResources := fs.String("bad-resources", "", "comma-separated RessourceName values that fail validation as unknown")
 	level := fs.String("log-level", "info", "log level: debug logs every request")
+	oauth := registerSimOAuth2Flags(fs)
 	if err := parseFlags(fs, args, nil); err != nil {
 		return err
 	}
@@ -70,6 +74,10 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			ImportFailRate:   *failImport,
 		},
 	}
+	if cfg.ErrorStyle, err = jobmanagertest.ParseErrorStyle(*errorStyle); err != nil {
+		return fmt.Errorf("jobmanager-sim: --error-style: %w", err)
+	}
+	cfg.BadLessons, cfg.BadResources = simSplitList(*badLessons), simSplitList(*badResources)
 	switch *loseMode {
 	case "502":
 		cfg.Random.LoseMode = jobmanagertest.LoseWith502
@@ -86,13 +94,17 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	sim := jobmanagertest.New(cfg)
 	sim.Latency(*latency)
+	api, err := oauth.wrap(sim, *tok)
+	if err != nil {
+		return fmt.Errorf("jobmanager-sim: %w", err)
+	}
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("jobmanager-sim: listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           simLogRequests(log, sim),
+		Handler:           simLogRequests(log, api),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
@@ -100,6 +112,10 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	log.Info("jobmanager-sim listening", zap.String("addr", bound),
 		zap.Bool("tokenRequired", *tok != ""), zap.Duration("creationDelay", *creation),
 		zap.Duration("processingDelay", *processing), zap.Duration("notFoundLag", *lag))
+	if oauth.On {
+		log.Info("jobmanager-sim OAuth2 token endpoint", zap.String("tokenUrl", "http://"+bound+jobmanagertest.OAuth2TokenPath),
+			zap.String("clientId", oauth.ClientID), zap.Duration("tokenTtl", oauth.TTL))
+	}
 	if _, err := fmt.Fprintf(stdout, "jobmanager-sim listening on http://%s\n", bound); err != nil {
 		_ = ln.Close()
 		return fmt.Errorf("jobmanager-sim: %w", err)

@@ -28,29 +28,39 @@ const maxShownError = 500
 // nil when ctx ends.
 func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("watch", stderr)
-	natsURL := fs.String("nats-url", defaultNATSURL, "NATS server URL(s), comma-separated")
+	natsFlags := registerNATSFlags(fs)
 	mandator := fs.String("mandator", "", "show only this mandator (empty: all)")
 	deadletter := fs.Bool("deadletter", false, "show dead letters too")
 	jsonOut := fs.Bool("json", false, "print each outcome's JSON, and each dead letter as a JSON object with its headers and body")
-	since := fs.String("since", "new", "new: only what arrives from now on; all: everything the streams hold")
+	since := fs.String("since", "new", "new: only what arrives from now on; all: everything the streams hold; an RFC 3339 time or a duration back from now (2h): what was stored since then")
 	outcomeStream := fs.String("outcome-stream", "LESSON_OUTCOMES", "stream of the outcome events")
 	deadletterStream := fs.String("deadletter-stream", "LESSON_DEADLETTER", "stream of the dead letters")
 	outcomeSubject := fs.String("outcome-subject", publisher.DefaultSubjects().Outcomes, "subject prefix of outcome events")
 	deadletterSubject := fs.String("deadletter-subject", publisher.DefaultSubjects().DeadLetter, "subject prefix of dead letters")
-	if err := parseFlags(fs, args, map[string][]string{"nats-url": {"NATS_URL"}}); err != nil {
+	if err := parseFlags(fs, args, nil); err != nil {
 		return err
 	}
+	ns, errs := natsFlags.settings("watch", osFS{})
+	bad := func(name, value, why string) { errs = append(errs, flagProblem("watch", name, value, why)) }
 	if *mandator != "" && !mandatorToken.MatchString(*mandator) {
-		return fmt.Errorf("watch: --mandator %q must match [A-Za-z0-9_-]{1,64}", *mandator)
+		bad("mandator", *mandator, "must match [A-Za-z0-9_-]{1,64}")
 	}
 	var policy jetstream.DeliverPolicy
+	var startTime *time.Time
 	switch *since {
 	case "new":
 		policy = jetstream.DeliverNewPolicy
 	case "all":
 		policy = jetstream.DeliverAllPolicy
 	default:
-		return fmt.Errorf("watch: --since %q must be new or all", *since)
+		t, err := parseReplayTime(*since, time.Now())
+		if err != nil || t.IsZero() {
+			bad("since", *since, "must be new, all, an RFC 3339 time (2025-12-22T16:00:00Z) or a positive duration back from now (2h)")
+		}
+		policy, startTime = jetstream.DeliverByStartTimePolicy, &t
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("watch: %w", errors.Join(errs...))
 	}
 
 	type source struct {
@@ -72,12 +82,12 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
-	nc, err := nats.Connect(*natsURL, nats.Name("lessonbridge watch"), nats.MaxReconnects(-1))
+	nc, err := dialNATS(ns, "lessonbridge watch", nats.MaxReconnects(-1))
 	if err != nil {
-		return fmt.Errorf("watch: connect %s: %w", *natsURL, err)
+		return fmt.Errorf("watch: %w", err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := ns.newJetStream(nc)
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
@@ -98,9 +108,14 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var watching []string
 	for _, src := range sources {
+		if err := waitForStream(ctx, js, src.stream, watchStreamWait, errOut); err != nil {
+			stopAll()
+			return err
+		}
 		cons, err := js.OrderedConsumer(ctx, src.stream, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{src.filter},
 			DeliverPolicy:  policy,
+			OptStartTime:   startTime,
 		})
 		if err != nil {
 			stopAll()
@@ -129,6 +144,37 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return nil
+}
+
+// watchStreamWait is how long watch waits for a stream the bridge has not created yet (watch
+// started together with the bridge).
+var watchStreamWait = 30 * time.Second
+
+// waitForStream returns once stream exists, waiting up to wait (saying so once on errOut) while it
+// does not; then, or on any other error, it fails naming the stream.
+func waitForStream(ctx context.Context, js jetstream.JetStream, stream string, wait time.Duration, errOut *linePrinter) error {
+	deadline := time.Now().Add(wait)
+	said := false
+	for {
+		_, err := js.Stream(ctx, stream)
+		switch {
+		case err == nil:
+			return nil
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			return fmt.Errorf("watch: stream %s: %w", stream, err)
+		case !time.Now().Before(deadline):
+			return fmt.Errorf("watch: stream %s: %w after waiting %s (the bridge creates it at start-up)", stream, err, wait)
+		}
+		if !said {
+			_ = errOut.println(fmt.Sprintf("watch: stream %s does not exist yet (the bridge creates it at start-up); waiting up to %s", stream, wait))
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("watch: stream %s: %w", stream, ctx.Err())
+		case <-time.After(min(250*time.Millisecond, time.Until(deadline))):
+		}
+	}
 }
 
 // linePrinter serialises lines of several consumers and drops those that arrive after close.
@@ -254,12 +300,13 @@ func formatOutcome(o *schemas.Outcome) string {
 	return b.String()
 }
 
-// formatDeadLetter renders a dead letter stored at at on subject (<prefix>.<mandator>) with the
+// formatDeadLetter renders a dead letter stored at at on subject (<prefix>.<mandator>, or
+// <prefix>._invalid.mandator for events whose subject names no valid mandator) with the
 // Lessonbridge-* headers h as one line in local time, e.g.
 //
 //	16:03:11 ☠ deadletter zh-kanti reason=invalid_event seq=42: data.end "..." is not after data.start
 func formatDeadLetter(subject string, h nats.Header, at time.Time) string {
-	mandator := subject[strings.LastIndexByte(subject, '.')+1:]
+	mandator := deadLetterMandator(subject)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s ☠ deadletter %s reason=%s", clock(at), orDash(mandator), orDash(oneLine(h.Get(schemas.HeaderReason))))
 	if batch := h.Get(schemas.HeaderBatchID); batch != "" {

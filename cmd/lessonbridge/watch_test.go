@@ -4,15 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lessonbridge/lessonbridge/internal/natstest"
 	"github.com/lessonbridge/lessonbridge/publisher"
 	"github.com/lessonbridge/lessonbridge/schemas"
 )
@@ -200,6 +203,9 @@ func TestWatch(t *testing.T) {
 
 func TestWatchErrors(t *testing.T) {
 	url, _ := pwServer(t)
+	wait := watchStreamWait
+	watchStreamWait = 50 * time.Millisecond
+	t.Cleanup(func() { watchStreamWait = wait })
 	tests := []struct {
 		name string
 		args []string
@@ -207,7 +213,7 @@ func TestWatchErrors(t *testing.T) {
 	}{
 		{"bad since", []string{"--nats-url", url, "--since", "yesterday"}, "--since"},
 		{"bad mandator", []string{"--nats-url", url, "--mandator", "a.b"}, `"a.b"`},
-		{"missing stream", []string{"--nats-url", url, "--outcome-stream", "NOPE"}, "NOPE"},
+		{"missing stream", []string{"--nats-url", url, "--outcome-stream", "NOPE"}, "stream NOPE: nats: API error: code=404 err_code=10059 description=stream not found after waiting 50ms (the bridge creates it at start-up)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -218,4 +224,55 @@ func TestWatchErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
+}
+
+// watch reads LESSONBRIDGE_WATCH_<FLAG>; a run-style LESSONBRIDGE_SINCE is refused naming both
+// variables (before, it reached watch's --since and failed without naming it).
+func TestWatchEnvironment(t *testing.T) {
+	clearRunEnv(t)
+	url, js := pwServer(t)
+	p, err := publisher.New(js)
+	require.NoError(t, err)
+	o := pwOutcome("o-env", "zh-kanti", schemas.StatusSucceeded)
+	_, err = p.PublishOutcome(t.Context(), o)
+	require.NoError(t, err)
+
+	t.Setenv("LESSONBRIDGE_SINCE", "2h")
+	err = runWatch(t.Context(), []string{"--nats-url", url}, &lockedBuffer{}, &lockedBuffer{})
+	assert.ErrorContains(t, err, `environment LESSONBRIDGE_SINCE="2h": watch reads --since from LESSONBRIDGE_WATCH_SINCE`)
+	require.NoError(t, os.Unsetenv("LESSONBRIDGE_SINCE"))
+
+	t.Setenv("LESSONBRIDGE_WATCH_SINCE", "soon")
+	err = runWatch(t.Context(), []string{"--nats-url", url}, &lockedBuffer{}, &lockedBuffer{})
+	assert.ErrorContains(t, err, `--since (LESSONBRIDGE_WATCH_SINCE) "soon": must be new, all, an RFC 3339 time`)
+
+	// A duration back from now delivers what was stored since then.
+	t.Setenv("LESSONBRIDGE_WATCH_SINCE", "2h")
+	t.Setenv("NATS_URL", url)
+	stdout, _, stop := pwWatch(t, nil)
+	require.Eventually(t, func() bool { return len(pwLines(stdout)) >= 1 }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, stop())
+	assert.Equal(t, []string{formatOutcome(o)}, pwLines(stdout))
+}
+
+// watch started together with the bridge waits for the streams the bridge creates (before, it
+// failed at once with "stream not found" when it won the race).
+func TestWatchWaitsForTheBridgesStreams(t *testing.T) {
+	clearRunEnv(t)
+	s := natstest.Start(t)
+	_, js := s.Connect()
+	stdout, stderr, stop := pwWatch(t, []string{"--nats-url", s.URL(), "--since", "all"})
+	require.Eventually(t, func() bool { return strings.Contains(stderr.String(), "stream LESSON_OUTCOMES does not exist yet") },
+		5*time.Second, 10*time.Millisecond)
+	_, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "LESSON_OUTCOMES", Subjects: []string{"lessons.outcomes.>"},
+		Storage: jetstream.MemoryStorage})
+	require.NoError(t, err)
+	p, err := publisher.New(js)
+	require.NoError(t, err)
+	o := pwOutcome("o-wait", "zh-kanti", schemas.StatusSucceeded)
+	_, err = p.PublishOutcome(t.Context(), o)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(pwLines(stdout)) >= 1 }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, stop())
+	assert.Equal(t, []string{formatOutcome(o)}, pwLines(stdout))
 }

@@ -1,5 +1,8 @@
-// Package natstest starts embedded NATS servers with JetStream for tests and for `lessonbridge dev`.
-// Every server listens on a random loopback port and keeps its store in a directory of the caller's.
+// Package natstest starts embedded NATS servers with JetStream for tests and for `lessonbridge dev`:
+// single servers (Start, StartServer) and in-process clusters (StartCluster, cluster.go) whose nodes
+// can be killed as in a crash, stopped gracefully and restarted, with lookups and moves of the
+// leaders of streams, consumers and KV buckets. Every server listens on a random loopback port and
+// keeps its store in a directory of the caller's.
 package natstest
 
 import (

@@ -75,18 +75,17 @@ func BenchmarkSubmit500(b *testing.B) {
 	}
 }
 
-// BenchmarkDecodeJobs500 compares decodeJobs with legacyDecodeJobs, the map-based decoder it
-// replaced, on the body of BenchmarkSubmit500. The legacy one includes the json.Marshal of every
-// job's lessons that the simulator used to do per submit; the new one has nothing like it (the
-// content of a JobID is compared only when the JobID comes again).
+// BenchmarkDecodeJobs500 compares decodeJobs (the single-pass scanner) with stdDecodeJobs, the
+// straightforward encoding/json decoder (each object into a map of json.RawMessage) that gives the
+// same results and messages (FuzzDecodeJobs), on the body of BenchmarkSubmit500.
 func BenchmarkDecodeJobs500(b *testing.B) {
 	body, _ := submitBody500()
 	for _, bm := range []struct {
 		name   string
 		decode func([]byte) (int, error)
 	}{
-		{"legacy", func(body []byte) (int, error) { jobs, err := legacyDecodeJobs(body); return len(jobs), err }},
-		{"new", func(body []byte) (int, error) { jobs, err := decodeJobs(body); return len(jobs), err }},
+		{"hand-written", func(body []byte) (int, error) { jobs, err := decodeJobs(body); return len(jobs), err }},
+		{"encoding-json", func(body []byte) (int, error) { jobs, err := stdDecodeJobs(body); return len(jobs), err }},
 	} {
 		b.Run(bm.name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))

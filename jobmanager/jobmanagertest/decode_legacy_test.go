@@ -10,20 +10,14 @@ import (
 
 // The decoder as it was before decodeJobs became a single-pass scanner: each object decoded into a
 // map of json.RawMessage by encoding/json. It stays as the reference that FuzzDecodeJobs compares
-// decodeJobs against, and as the baseline of BenchmarkDecodeJobs500.
+// decodeJobs against, and as the encoding/json baseline of BenchmarkDecodeJobs500.
 
-// legacyJob is a job with its canonical content, json.Marshal of its lessons, which the simulator
-// used to compare a repeated JobID's content with its first.
-type legacyJob struct {
-	job
-	canonLesson string
-}
-
-// legacyDecodeJobs decodes a submit body: a JSON array of job objects. Member names are matched
+// stdDecodeJobs decodes a submit body: a JSON array of job objects. Member names are matched
 // case-insensitively (JobID/JobId, LektionId/LektionID, ...). It returns an error, meant for a 400
 // answer, when the body is not such an array or a known member has the wrong JSON type. Missing
-// members are not errors here: they are validation errors of the batch.
-func legacyDecodeJobs(body []byte) ([]legacyJob, error) {
+// members are not errors here: they are validation errors of the batch. It is the straightforward
+// encoding/json decoder that BenchmarkDecodeJobs500 measures decodeJobs against.
+func stdDecodeJobs(body []byte) ([]job, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return nil, errors.New("empty body, want a JSON array of jobs")
@@ -38,7 +32,7 @@ func legacyDecodeJobs(body []byte) ([]legacyJob, error) {
 	if len(raws) == 0 {
 		return nil, errors.New("empty job array")
 	}
-	jobs := make([]legacyJob, 0, len(raws))
+	jobs := make([]job, 0, len(raws))
 	for i, raw := range raws {
 		j, err := legacyDecodeJob(raw)
 		if err != nil {
@@ -49,36 +43,31 @@ func legacyDecodeJobs(body []byte) ([]legacyJob, error) {
 	return jobs, nil
 }
 
-func legacyDecodeJob(raw json.RawMessage) (legacyJob, error) {
+func legacyDecodeJob(raw json.RawMessage) (job, error) {
 	fields, err := legacyFoldObject(raw)
 	if err != nil {
-		return legacyJob{}, err
+		return job{}, err
 	}
-	var j legacyJob
+	var j job
 	if j.JobID, j.HasJobID, err = legacyStringMember(fields, "jobid"); err != nil {
-		return legacyJob{}, err
+		return job{}, err
 	}
 	j.HasJobID = j.HasJobID && j.JobID != ""
 	list, ok := fields["lektionlist"]
 	if ok && !legacyIsNull(list.value) {
 		var items []json.RawMessage
 		if err := json.Unmarshal(list.value, &items); err != nil {
-			return legacyJob{}, fmt.Errorf("%s: want a JSON array of lessons", list.name)
+			return job{}, fmt.Errorf("%s: want a JSON array of lessons", list.name)
 		}
 		j.HasLessons = true
 		for k, item := range items {
 			l, err := legacyDecodeLesson(item)
 			if err != nil {
-				return legacyJob{}, fmt.Errorf("%s[%d]: %w", list.name, k, err)
+				return job{}, fmt.Errorf("%s[%d]: %w", list.name, k, err)
 			}
 			j.Lessons = append(j.Lessons, l)
 		}
 	}
-	canon, err := json.Marshal(j.Lessons)
-	if err != nil {
-		return legacyJob{}, fmt.Errorf("LektionList: %w", err)
-	}
-	j.canonLesson = string(canon)
 	return j, nil
 }
 

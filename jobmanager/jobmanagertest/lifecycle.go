@@ -107,28 +107,29 @@ func (s *Sim) complete(ms *mandatorState, b *batch, at time.Time) {
 		return
 	}
 	st := &stage{base: ms.lessons, over: make(map[string]bool, b.lessonCount)}
+	var msgs styler
 	for i, j := range b.jobs {
 		where := "JobID " + j.JobID
 		if !j.HasJobID {
 			where = fmt.Sprintf("Job %d", i+1)
-			b.errs = append(b.errs, fmt.Sprintf("Fehler: Pflichtfeld JobID fehlt (%s)", where))
+			msgs.job(fmt.Sprintf("Fehler: Pflichtfeld JobID fehlt (%s)", where))
 		}
 		if b.dup[i] {
-			b.errs = append(b.errs, "Fehler: Duplicate JobId: "+j.JobID)
+			msgs.job("Fehler: Duplicate JobId: " + j.JobID)
 		}
 		if len(j.Lessons) == 0 {
-			b.errs = append(b.errs, fmt.Sprintf("Fehler: LektionList fehlt oder ist leer (%s)", where))
+			msgs.job(fmt.Sprintf("Fehler: LektionList fehlt oder ist leer (%s)", where))
 		}
 		for k := range j.Lessons {
 			l := &j.Lessons[k]
 			if errs := s.validateLesson(st, b.action, where, k, l); len(errs) > 0 {
-				b.errs = append(b.errs, errs...)
+				msgs.lesson(i, where, errs)
 				continue
 			}
 			st.over[l.LektionID] = b.action != "delete"
 		}
 	}
-	if len(b.errs) > 0 {
+	if b.errs = msgs.render(s.cfg.ErrorStyle); len(b.errs) > 0 {
 		b.status = StatusLessonsImportFailed
 		return
 	}
@@ -173,6 +174,9 @@ func (s *Sim) validateLesson(st *stage, action, where string, k int, l *StoredLe
 		return []string{fmt.Sprintf("Fehler: Pflichtfeld LektionId fehlt (%s, Lektion %d)", where, k+1)}
 	}
 	var errs []string
+	if s.badLessons[l.LektionID] {
+		errs = append(errs, fmt.Sprintf("Fehler: Lektion %s abgelehnt (%s, LektionId %s)", l.LektionID, where, l.LektionID))
+	}
 	switch action {
 	case "delete":
 		if !st.exists(l.LektionID) {
@@ -198,7 +202,7 @@ func (s *Sim) validateLesson(st *stage, action, where string, k int, l *StoredLe
 	switch {
 	case l.RessourceName == "":
 		errs = append(errs, "Fehler: Pflichtfeld RessourceName fehlt "+at())
-	case s.resources != nil && !s.resources[l.RessourceName]:
+	case s.resources != nil && !s.resources[l.RessourceName], s.badResources[l.RessourceName]:
 		errs = append(errs, fmt.Sprintf("Fehler: Ressource '%s' nicht gefunden %s", l.RessourceName, at()))
 	}
 	return errs
@@ -214,4 +218,51 @@ func parseTime(name, value string, at func() string, errs []string) (time.Time, 
 		return time.Time{}, false, append(errs, fmt.Sprintf("Fehler: %s '%s' ist kein gültiger Zeitpunkt %s", name, value, at()))
 	}
 	return t, true, errs
+}
+
+// styler collects a batch's problems in order and words them in an ErrorStyle.
+type styler struct {
+	items []problem
+}
+
+// problem is one message: a job-level one (job < 0) or a lesson's problem in job job.
+type problem struct {
+	job   int
+	where string // "JobID <id>" or "Job <n>" for lesson problems
+	msg   string
+}
+
+func (st *styler) job(msg string) { st.items = append(st.items, problem{job: -1, msg: msg}) }
+
+func (st *styler) lesson(job int, where string, msgs []string) {
+	for _, m := range msgs {
+		st.items = append(st.items, problem{job: job, where: where, msg: m})
+	}
+}
+
+// render returns the ErrorMessages in style; nil when there was no problem.
+func (st *styler) render(style ErrorStyle) []string {
+	var out []string
+	named := map[int]bool{}
+	anonymous := false
+	for _, p := range st.items {
+		switch {
+		case p.job < 0 || style == StyleLessons || style == StyleFirstError:
+			out = append(out, p.msg)
+		case style == StyleJobID:
+			if !named[p.job] {
+				named[p.job] = true
+				out = append(out, fmt.Sprintf("%s (%s)", ValidationFailedMessage, p.where))
+			}
+		case style == StyleAnonymous:
+			if !anonymous {
+				anonymous = true
+				out = append(out, ValidationFailedMessage)
+			}
+		}
+	}
+	if style == StyleFirstError && len(out) > 1 {
+		out = out[:1]
+	}
+	return out
 }

@@ -54,6 +54,58 @@ type Config struct {
 	// Random injects faults at random, in addition to the explicit ones of the fault methods
 	// (which take precedence). The zero value injects none.
 	Random RandomFaults
+	// BadLessons are LektionIds that always fail validation ("Lektion <id> abgelehnt"), whatever
+	// the action: a configurable bad lesson for failure-isolation tests.
+	BadLessons []string
+	// BadResources are RessourceName values that fail validation as unknown ("Ressource '<name>'
+	// nicht gefunden"), also when Resources is empty: an unknown room.
+	BadResources []string
+	// ErrorStyle is how a failed batch's lesson problems are worded in ErrorMessages (the zero
+	// value, StyleLessons, names each lesson). Job-level problems (Duplicate JobId, a missing JobID
+	// or LektionList) keep their wording except under StyleFirstError. Every style fails the whole
+	// batch and applies nothing.
+	ErrorStyle ErrorStyle
+}
+
+// ErrorStyle is how a JobManager words the problems of a failed batch.
+type ErrorStyle int
+
+// The error styles.
+const (
+	// StyleLessons lists every problem, naming the lesson and its JobID:
+	// "Fehler: Ressource 'X' nicht gefunden (JobID j-1, LektionId L-1)".
+	StyleLessons ErrorStyle = iota
+	// StyleJobID names only the JobIDs of the jobs with a problem, one message per job:
+	// "Fehler: Validierung fehlgeschlagen (JobID j-1)".
+	StyleJobID
+	// StyleAnonymous says only that validation failed, once: "Fehler: Validierung fehlgeschlagen".
+	StyleAnonymous
+	// StyleFirstError reports only the first problem, worded as StyleLessons, as a JobManager
+	// that stops at the first error does.
+	StyleFirstError
+)
+
+// ValidationFailedMessage is the message of StyleAnonymous, and the start of StyleJobID's.
+const ValidationFailedMessage = "Fehler: Validierung fehlgeschlagen"
+
+var errorStyleNames = []string{"lessons", "jobid", "anonymous", "first-error"}
+
+// String returns the style's name as ParseErrorStyle reads it.
+func (s ErrorStyle) String() string {
+	if s >= 0 && int(s) < len(errorStyleNames) {
+		return errorStyleNames[s]
+	}
+	return fmt.Sprintf("ErrorStyle(%d)", int(s))
+}
+
+// ParseErrorStyle reads a style name: lessons, jobid, anonymous or first-error.
+func ParseErrorStyle(name string) (ErrorStyle, error) {
+	for i, n := range errorStyleNames {
+		if n == name {
+			return ErrorStyle(i), nil
+		}
+	}
+	return 0, fmt.Errorf("jobmanagertest: error style %q: want one of %v", name, errorStyleNames)
 }
 
 // RandomFaults injects faults with fixed probabilities, drawn from a math/rand source seeded with
@@ -103,6 +155,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("jobmanagertest: Random.%s is %v, want a fraction in [0, 1]", name, r)
 		}
 	}
+	if c.ErrorStyle < 0 || int(c.ErrorStyle) >= len(errorStyleNames) {
+		return fmt.Errorf("jobmanagertest: ErrorStyle %d is unknown", int(c.ErrorStyle))
+	}
 	if c.Random.LoseMode != LoseWith502 && c.Random.LoseMode != LoseByClose {
 		return fmt.Errorf("jobmanagertest: Random.LoseMode %d is unknown", c.Random.LoseMode)
 	}
@@ -131,15 +186,18 @@ var mandatorRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // or LessonsImportFailed. The batches of a mandator complete in submit order. Each batch is applied
 // atomically when it completes: every job is validated against the mandator's lessons as left by the
 // earlier batches (and the earlier jobs of the same batch); on any problem nothing is applied and
-// ErrorMessages lists them all. A create stores a lesson (see Config.StrictCreate), an update needs an
+// ErrorMessages lists them all, worded as Config.ErrorStyle says (Config.BadLessons and
+// Config.BadResources make chosen lessons fail). A create stores a lesson (see Config.StrictCreate), an update needs an
 // existing lesson and replaces its fields, a delete needs an existing lesson and removes it (its
 // lessons need only LektionId). A JobID that any earlier accepted request of the mandator carried, or
 // that occurs twice in one request, fails its batch with "Fehler: Duplicate JobId: <JobID>".
 type Sim struct {
-	cfg       Config
-	now       func() time.Time
-	resources map[string]bool
-	mandators map[string]bool
+	cfg          Config
+	now          func() time.Time
+	resources    map[string]bool
+	mandators    map[string]bool
+	badLessons   map[string]bool
+	badResources map[string]bool
 
 	mu              sync.Mutex
 	nextID          int
@@ -184,6 +242,7 @@ func New(cfg Config) *Sim {
 			s.resources[r] = true
 		}
 	}
+	s.badLessons, s.badResources = setOf(cfg.BadLessons), setOf(cfg.BadResources)
 	if len(cfg.Mandators) > 0 {
 		s.mandators = map[string]bool{}
 		for _, m := range cfg.Mandators {
@@ -191,6 +250,18 @@ func New(cfg Config) *Sim {
 		}
 	}
 	return s
+}
+
+// setOf returns the items as a set, nil for none.
+func setOf(items []string) map[string]bool {
+	if len(items) == 0 {
+		return nil
+	}
+	set := make(map[string]bool, len(items))
+	for _, it := range items {
+		set[it] = true
+	}
+	return set
 }
 
 func (s *Sim) knownMandator(m string) bool {

@@ -1,0 +1,472 @@
+package main
+
+// Black-box benchmarks of issue 13: the built binary, a separate nats-server process and a separate
+// jobmanager-sim process, as users run them. They run only with -bench, e.g.
+//
+//	go test -run='^$' -bench=BlackBox -benchtime=1x -count=3 ./cmd/lessonbridge
+//
+// LESSONBRIDGE_BB_N sets the events of BenchmarkBlackBoxThroughput (default 200000);
+// LESSONBRIDGE_BB_RATE and LESSONBRIDGE_BB_SECONDS the rate and length of BenchmarkBlackBoxLatency
+// (default 2000 events/s for 10 s). LESSONBRIDGE_BB_ARGS adds flags to the bridge's `run` (split on
+// spaces), to compare settings in one run; LESSONBRIDGE_BB_LOGDIR keeps the processes' logs. BENCHMARKS.md has the method and the figures.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lessonbridge/lessonbridge/publisher"
+	"github.com/lessonbridge/lessonbridge/schemas"
+)
+
+const bbMandator = "bb"
+
+func bbEnvInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q is not a positive number", name, v)
+	}
+	return n
+}
+
+// bbBinaries builds the bridge and nats-server (the version go.mod pins) once per benchmark.
+func bbBinaries(b *testing.B) (bridge, natsServer string) {
+	b.Helper()
+	dir := b.TempDir()
+	bridge, natsServer = filepath.Join(dir, "lessonbridge"), filepath.Join(dir, "nats-server")
+	for _, args := range [][]string{{"build", "-o", bridge, "."}, {"build", "-o", natsServer, "github.com/nats-io/nats-server/v2"}} {
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			b.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return bridge, natsServer
+}
+
+func bbFreePort(b *testing.B) int {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// bbProc is a child process whose CPU time can be read.
+type bbProc struct {
+	name string
+	cmd  *exec.Cmd
+	log  *os.File
+}
+
+func bbStart(b *testing.B, name string, bin string, args ...string) *bbProc {
+	b.Helper()
+	dir := os.Getenv("LESSONBRIDGE_BB_LOGDIR") // keep the processes' logs there
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	p := &bbProc{name: name, cmd: cmd, log: logf}
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		_ = logf.Close()
+	})
+	return p
+}
+
+// cpu returns the process's user+system CPU time so far, from /proc (clock ticks of 10 ms).
+func (p *bbProc) cpu(b *testing.B) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		b.Fatalf("%s: %v", p.name, err)
+	}
+	// Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+func (p *bbProc) tail() string {
+	raw, _ := os.ReadFile(p.log.Name())
+	if len(raw) > 4000 {
+		raw = raw[len(raw)-4000:]
+	}
+	return string(raw)
+}
+
+// bbSetup is one black-box set-up: nats-server and jobmanager-sim running, a client connected.
+type bbSetup struct {
+	bridgeBin string
+	natsURL   string
+	simURL    string
+	nats, sim *bbProc
+	nc        *nats.Conn
+	js        jetstream.JetStream
+}
+
+func bbUp(b *testing.B, bridgeBin, natsBin string) *bbSetup {
+	b.Helper()
+	port := bbFreePort(b)
+	s := &bbSetup{bridgeBin: bridgeBin, natsURL: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	s.nats = bbStart(b, "nats-server", natsBin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", b.TempDir())
+	var err error
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s.nc, err = nats.Connect(s.natsURL)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("nats-server not reachable: %v\n%s", err, s.nats.tail())
+		}
+		time.Sleep(20 * time.Millisecond) // polling a process we started for its port: nothing to wait on
+	}
+	b.Cleanup(s.nc.Close)
+	s.js, err = jetstream.New(s.nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	simPort := bbFreePort(b)
+	s.simURL = fmt.Sprintf("http://127.0.0.1:%d", simPort)
+	s.sim = bbStart(b, "jobmanager-sim", bridgeBin, "jobmanager-sim", "--addr", fmt.Sprintf("127.0.0.1:%d", simPort),
+		"--token", "bb", "--creation-delay", "0s", "--processing-delay", "0s", "--not-found-lag", "0s", "--log-level", "warn")
+	bbWaitHTTP(b, s.simURL+"/_sim/state", s.sim)
+	return s
+}
+
+func bbWaitHTTP(b *testing.B, url string, p *bbProc) {
+	b.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s not answering 200 (%v)\n%s", url, err, p.tail())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// bbCreates returns n create events, one lesson each, in 20 groups.
+func bbCreates(n int) []publisher.RawChange {
+	out := make([]publisher.RawChange, n)
+	start := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
+	for i := range out {
+		id := uuid.Must(uuid.NewV7()).String()
+		ev := schemas.LessonChange{SpecVersion: schemas.SpecVersion, ID: id, Source: "/bench", Type: "lesson.created",
+			Data: schemas.LessonData{LessonID: fmt.Sprintf("L-%07d", i), Start: start.Add(time.Duration(i) * time.Hour),
+				End: start.Add(time.Duration(i)*time.Hour + 45*time.Minute), Resource: "Raum 1.01",
+				Group: fmt.Sprintf("course-%02d", i%20)}}
+		body, _ := json.Marshal(ev)
+		out[i] = publisher.RawChange{Mandator: bbMandator, ID: id, Body: body}
+	}
+	return out
+}
+
+// ceiling: raw JetStream consume+ack of the same events on the same server (stream CEILING, its own
+// subjects, file storage like LESSONS): from Consume to nothing pending or unacked.
+func (s *bbSetup) ceiling(b *testing.B, changes []publisher.RawChange) float64 {
+	b.Helper()
+	ctx := context.Background()
+	st, err := s.js.CreateStream(ctx, jetstream.StreamConfig{Name: "CEILING", Subjects: []string{"ceiling.>"},
+		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := publisher.New(s.js, publisher.WithSubjects(publisher.Subjects{Changes: "ceiling", Outcomes: "ceiling-o", DeadLetter: "ceiling-d"}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.PublishChanges(ctx, changes, 4096, nil); err != nil {
+		b.Fatal(err)
+	}
+	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "ceiling", AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 30 * time.Second, MaxAckPending: 100_000 + 2000, MaxDeliver: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	want := int64(len(changes))
+	var acked atomic.Int64
+	done := make(chan struct{})
+	start := time.Now()
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		_ = m.Ack()
+		if acked.Add(1) == want {
+			close(done)
+		}
+	}, jetstream.PullMaxMessages(1000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Stop()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("ceiling: %d of %d acked", acked.Load(), want)
+	}
+	s.waitDrained(b, cons)
+	elapsed := time.Since(start)
+	if err := s.js.DeleteStream(ctx, "CEILING"); err != nil {
+		b.Fatal(err)
+	}
+	return float64(want) / elapsed.Seconds()
+}
+
+func (s *bbSetup) waitDrained(b *testing.B, cons jetstream.Consumer) {
+	b.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		ci, err := cons.Info(context.Background())
+		if err == nil && ci.NumAckPending == 0 && ci.NumPending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("consumer not drained: %+v %v", ci, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// bbOutcomes counts settled events from the outcome subjects and records when each event settled.
+type bbOutcomes struct {
+	mu      sync.Mutex
+	settled int
+	failed  int
+	at      map[string]time.Time // event id -> outcome arrival, when keep is set
+	keep    bool
+	want    int
+	done    chan struct{}
+}
+
+func (s *bbSetup) watchOutcomes(b *testing.B, want int, keep bool) *bbOutcomes {
+	b.Helper()
+	oc := &bbOutcomes{want: want, keep: keep, done: make(chan struct{}), at: map[string]time.Time{}}
+	sub, err := s.nc.Subscribe("lessons.outcomes.>", func(m *nats.Msg) {
+		now := time.Now()
+		var o schemas.Outcome
+		if err := json.Unmarshal(m.Data, &o); err != nil {
+			return
+		}
+		oc.mu.Lock()
+		defer oc.mu.Unlock()
+		before := oc.settled
+		oc.settled += len(o.Data.EventIDs)
+		if o.Data.Status != schemas.StatusSucceeded {
+			oc.failed += len(o.Data.EventIDs)
+		}
+		if oc.keep {
+			for _, id := range o.Data.EventIDs {
+				oc.at[id] = now
+			}
+		}
+		if before < oc.want && oc.settled >= oc.want {
+			close(oc.done)
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := s.nc.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	return oc
+}
+
+func (oc *bbOutcomes) wait(b *testing.B, bridge *bbProc) {
+	b.Helper()
+	select {
+	case <-oc.done:
+	case <-time.After(10 * time.Minute):
+		oc.mu.Lock()
+		defer oc.mu.Unlock()
+		b.Fatalf("settled %d of %d events\n%s", oc.settled, oc.want, bridge.tail())
+	}
+}
+
+// startBridge starts `lessonbridge run` against the set-up and waits until /readyz answers 200.
+func (s *bbSetup) startBridge(b *testing.B, extra ...string) *bbProc {
+	b.Helper()
+	httpPort := bbFreePort(b)
+	args := []string{"run", "--nats-url", s.natsURL, "--jobmanager-url", s.simURL, "--jobmanager-token", "bb",
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--log-level", "warn"}
+	args = append(args, extra...)
+	if more := strings.Fields(os.Getenv("LESSONBRIDGE_BB_ARGS")); len(more) > 0 {
+		args = append(args, more...)
+	}
+	p := bbStart(b, "lessonbridge", s.bridgeBin, args...)
+	bbWaitHTTP(b, fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort), p)
+	return p
+}
+
+func (s *bbSetup) submits(b *testing.B) int {
+	b.Helper()
+	resp, err := http.Get(s.simURL + "/_sim/state")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Submits int `json:"submits"`
+	}
+	if err := json.NewDecoder(bufio.NewReaderSize(resp.Body, 1<<20)).Decode(&st); err != nil {
+		b.Fatal(err)
+	}
+	return st.Submits
+}
+
+// BenchmarkBlackBoxThroughput: N creates (one lesson each) are published to LESSONS first; the clock
+// runs from the bridge answering /readyz 200 until every event is settled (outcome eventIds) and the
+// consumer has nothing pending or unacked. The ceiling is raw consume+ack of the same events on the
+// same server in the same iteration. CPU is the user+system time of each process over its window.
+func BenchmarkBlackBoxThroughput(b *testing.B) {
+	n := bbEnvInt(b, "LESSONBRIDGE_BB_N", 200_000)
+	bridgeBin, natsBin := bbBinaries(b)
+	for range b.N {
+		s := bbUp(b, bridgeBin, natsBin)
+		changes := bbCreates(n)
+		nc0 := s.nats.cpu(b)
+		t0 := time.Now()
+		ceiling := s.ceiling(b, changes)
+		ceilingNATSCPU := float64(s.nats.cpu(b)-nc0) / float64(time.Since(t0))
+
+		ctx := context.Background()
+		if _, err := s.js.CreateStream(ctx, jetstream.StreamConfig{Name: "LESSONS", Subjects: []string{"lessons.changes.>"},
+			Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}); err != nil {
+			b.Fatal(err)
+		}
+		p, err := publisher.New(s.js)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.PublishChanges(ctx, changes, 4096, nil); err != nil {
+			b.Fatal(err)
+		}
+		oc := s.watchOutcomes(b, n, false)
+		submits0 := s.submits(b)
+		bridge := s.startBridge(b, "--batch-linger", "50ms", "--poll-schedule", "1ms,5ms")
+		cpuB, cpuN, cpuS := bridge.cpu(b), s.nats.cpu(b), s.sim.cpu(b)
+		start := time.Now()
+		oc.wait(b, bridge)
+		st, err := s.js.Stream(ctx, "LESSONS")
+		if err != nil {
+			b.Fatal(err)
+		}
+		cons, err := st.Consumer(ctx, "lessonbridge")
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.waitDrained(b, cons)
+		elapsed := time.Since(start)
+		evps := float64(n) / elapsed.Seconds()
+		pct := func(d time.Duration) float64 { return 100 * float64(d) / float64(elapsed) }
+		b.ReportMetric(ceiling, "ceiling-ev/s")
+		b.ReportMetric(evps, "bridge-ev/s")
+		b.ReportMetric(evps/ceiling, "ratio")
+		b.ReportMetric(pct(bridge.cpu(b)-cpuB), "bridge-cpu%")
+		b.ReportMetric(pct(s.nats.cpu(b)-cpuN), "nats-cpu%")
+		b.ReportMetric(pct(s.sim.cpu(b)-cpuS), "sim-cpu%")
+		b.ReportMetric(100*ceilingNATSCPU, "ceiling-nats-cpu%")
+		b.ReportMetric(float64(s.submits(b)-submits0)*1000/float64(n), "submits/1000lessons")
+		if oc.failed > 0 {
+			b.Errorf("%d events settled as failed\n%s", oc.failed, bridge.tail())
+		}
+	}
+}
+
+// BenchmarkBlackBoxLatency: creates for distinct lessons published at a steady rate (default 2,000/s
+// for 10 s) to a running bridge with linger 100 ms and first poll 50 ms (the floor is 150 ms); the
+// latency of an event runs from just before its publish to its outcome arriving at a subscriber.
+func BenchmarkBlackBoxLatency(b *testing.B) {
+	rate := bbEnvInt(b, "LESSONBRIDGE_BB_RATE", 2000)
+	secs := bbEnvInt(b, "LESSONBRIDGE_BB_SECONDS", 10)
+	bridgeBin, natsBin := bbBinaries(b)
+	for range b.N {
+		s := bbUp(b, bridgeBin, natsBin)
+		n := rate * secs
+		changes := bbCreates(n)
+		oc := s.watchOutcomes(b, n, true)
+		bridge := s.startBridge(b, "--batch-linger", "100ms", "--poll-schedule", "50ms,100ms,200ms")
+		p, err := publisher.New(s.js)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sent := make([]time.Time, n)
+		const tick = 10 * time.Millisecond
+		per := rate / int(time.Second/tick)
+		ticker := time.NewTicker(tick)
+		for i := 0; i < n; i += per {
+			<-ticker.C
+			end := min(i+per, n)
+			now := time.Now()
+			for j := i; j < end; j++ {
+				sent[j] = now
+			}
+			if err := p.PublishChanges(context.Background(), changes[i:end], per, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ticker.Stop()
+		oc.wait(b, bridge)
+		oc.mu.Lock()
+		lat := make([]float64, 0, n)
+		for i, c := range changes {
+			lat = append(lat, float64(oc.at[c.ID].Sub(sent[i]))/float64(time.Millisecond))
+		}
+		oc.mu.Unlock()
+		slices.Sort(lat)
+		q := func(p float64) float64 { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+		b.ReportMetric(q(0.50), "p50-ms")
+		b.ReportMetric(q(0.99), "p99-ms")
+		b.ReportMetric(lat[len(lat)-1], "max-ms")
+	}
+}
