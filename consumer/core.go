@@ -652,11 +652,15 @@ func (c *core) jmAnswered(err error) bool {
 	case err == nil:
 	case jobmanager.Classify(err) == jobmanager.ClassAuth:
 		reason = "unauthorized"
+		c.m.authFailing.Set(1)
 	case statusLabel(err) == "transport":
 		br.transRun++
 		if br.transRun >= breakerTransportRun || br.open {
 			reason = "unreachable"
 		}
+	}
+	if reason != "unauthorized" && (err == nil || statusLabel(err) != "transport") {
+		c.m.authFailing.Set(0) // JobManager answered, and not with an authentication failure
 	}
 	if err == nil || (statusLabel(err) != "transport" && reason == "") {
 		br.transRun = 0
@@ -665,7 +669,6 @@ func (c *core) jmAnswered(err error) bool {
 			c.outage += d
 			c.log.Info("JobManager answers again; submits and polls resume", zap.String("was", br.reason), zap.Duration("after", d))
 			c.m.breakerOpen.Set(0)
-			c.m.authFailing.Set(0)
 			*br = breaker{}
 		}
 		br.probing = false
@@ -684,11 +687,6 @@ func (c *core) jmAnswered(err error) bool {
 	} else {
 		br.reason = reason
 		br.backoff = min(br.backoff*2, c.cfg.SubmitMaxBackoff)
-	}
-	if reason == "unauthorized" {
-		c.m.authFailing.Set(1)
-	} else {
-		c.m.authFailing.Set(0)
 	}
 	br.nextProbe = c.now.Add(br.backoff)
 	c.after(br.backoff, func() {})

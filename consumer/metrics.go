@@ -28,8 +28,9 @@ type Metrics struct {
 	// barrierParked is the number of events parked at the start-up barrier, 0 while it is open
 	// (set where events are parked and where the barrier opens).
 	barrierParked prometheus.Gauge
-	// authFailing is 1 while the JobManager breaker is open because JobManager refused our
-	// credentials (401/403), 0 otherwise (set by the breaker in core.go).
+	// authFailing is 1 while JobManager's last answer was an authentication failure (401/403
+	// after the token was re-read), 0 after the next answer that was not (set by the breaker,
+	// core.go jmAnswered).
 	authFailing       prometheus.Gauge
 	breakerOpen       prometheus.Gauge
 	breakerTrips      *prometheus.CounterVec
