@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"cmp"
-	"context"
 	"slices"
 	"time"
 
@@ -12,14 +11,21 @@ import (
 // barrier keeps per-lesson order across crashes and takeovers. Messages that an instance held when
 // it died (pending in a group, or waiting behind a batch, with no ledger record) come back only after
 // AckWait, in no particular order, while new messages arrive at once: a new update must not overtake
-// the create that died with the old instance, and two redeliveries must not swap. So when messages
-// start reaching this instance (at start, and again after it held nothing for a while, which is how a
-// standby notices a takeover), it asks the consumer how many are outstanding elsewhere (NumAckPending
-// minus what it holds) and parks every arriving valid event until that many came back, or twice
-// AckWait plus a heartbeat passed (the server looks for expired messages about once per AckWait);
-// then it admits the parked events in stream order. Without outstanding
-// messages (the normal start) the barrier costs one consumer-info request and holds the first pull
-// for its round trip.
+// the create that died with the old instance, and two redeliveries must not swap.
+//
+// At start, before pulling, the core asks the consumer how many messages are outstanding
+// (NumAckPending): this instance holds none yet, so all of them are elsewhere. None (the normal
+// start): the barrier is open and costs nothing more (finding 10). Some: the barrier is armed, and
+// the first message that arrives asks again; every arriving valid event is then parked until the
+// outstanding ones came back from at or below the consumer's delivered sequence, or twice AckWait
+// plus a heartbeat passed since that first arrival (the server looks for expired messages about
+// once per AckWait); then the parked events are admitted in stream order.
+//
+// When messages start reaching an instance again after it held nothing for longer than a
+// heartbeat (a standby that just became the pinned client), the barrier is armed again and asks
+// while pulling: outstanding is then NumAckPending minus what it holds. A consumer-info call that
+// fails is repeated every barrierRetry within the window instead of holding everything for the
+// whole window.
 type barrier struct {
 	state       barrierState
 	parked      []*item
@@ -27,124 +33,156 @@ type barrier struct {
 	floor       uint64 // arrivals at or below this stream sequence count as outstanding ones
 	deadline    time.Time
 	lastArrival time.Time
+	gen         int // invalidates the timers of an earlier arming
 }
 
 type barrierState int
 
 const (
-	barrierUnprobed barrierState = iota // no message seen yet
+	barrierUnprobed barrierState = iota // armed, no message seen yet
 	barrierProbing                      // consumer info requested
 	barrierWaiting                      // waiting for outstanding redeliveries
 	barrierOpen                         // steady state
 )
 
+const barrierRetry = 250 * time.Millisecond
+
+// probeAtStart asks for the outstanding messages before pulling starts.
+func (c *core) probeAtStart() {
+	c.retry("consumer info at start", c.log, func() effect { return effect{kind: effConsumerInfo} }, func(r result) {
+		if r.kind != errNone {
+			c.fail(r.err)
+			return
+		}
+		br := &c.barrier
+		br.lastArrival = c.now
+		if r.info.numAckPending <= 0 {
+			br.state = barrierOpen
+		} else {
+			// Armed: the first message that reaches us asks again and starts the window then
+			// (a standby may get its first message long after its start, when the pin moves).
+			br.state = barrierUnprobed
+			c.log.Info("messages are outstanding at start; the first events that arrive wait for them",
+				zap.Int("outstanding", r.info.numAckPending))
+		}
+		c.phase = phaseRunning
+		c.readyAt = c.now
+		c.do(effect{kind: effStartPulling}, nil)
+		c.log.Info("bridge started", zap.String("stream", c.cfg.InputStream), zap.String("consumer", c.cfg.ConsumerName),
+			zap.Duration("ackWait", c.ackWait), zap.Duration("heartbeat", c.heartbeat), zap.Int("maxHeld", c.cfg.MaxHeld),
+			zap.Bool("pullWhileFull", c.bounded))
+	})
+}
+
+func (c *core) waitFor(outstanding int, floor uint64, mine int) {
+	br := &c.barrier
+	br.gen++
+	gen := br.gen
+	br.state, br.outstanding, br.floor = barrierWaiting, outstanding, floor
+	br.deadline = c.now.Add(2*c.ackWait + c.heartbeat)
+	c.at(br.deadline, func() {
+		if br.gen == gen && br.state == barrierWaiting {
+			c.openBarrier("waited AckWait for outstanding messages")
+		}
+	})
+	c.log.Info("messages of another (dead) instance are outstanding; new events wait for them to come back",
+		zap.Int("outstanding", outstanding), zap.Int("held", mine), zap.Uint64("upToStreamSeq", floor),
+		zap.Time("until", br.deadline))
+}
+
 // rearmBarrier closes an open barrier when messages arrive after the bridge held nothing for longer
 // than a heartbeat: a standby that just became the pinned client, or a bridge whose peer died.
-func (b *Bridge) rearmBarrier(now time.Time) {
-	br := &b.barrier
-	if br.state == barrierOpen && len(b.bySeq) == 0 && now.Sub(br.lastArrival) > b.cfg.Heartbeat {
+func (c *core) rearmBarrier() {
+	br := &c.barrier
+	if br.state == barrierOpen && len(c.bySeq) == 0 && c.now.Sub(br.lastArrival) > c.heartbeat {
 		br.state = barrierUnprobed
 	}
-	br.lastArrival = now
+	br.lastArrival = c.now
 }
 
 // parkAtBarrier parks a valid event while the barrier is not open. It returns false when the item may
 // go on.
-func (b *Bridge) parkAtBarrier(workCtx context.Context, it *item) bool {
-	br := &b.barrier
+func (c *core) parkAtBarrier(it *item) bool {
+	br := &c.barrier
 	if br.state == barrierOpen {
 		return false
 	}
 	br.parked = append(br.parked, it)
+	c.m.barrierParked.Set(float64(len(br.parked)))
 	if br.state == barrierUnprobed {
 		br.state = barrierProbing
-		b.probeOutstanding(workCtx)
+		br.gen++
+		c.probeOutstanding(br.gen, c.now.Add(2*c.ackWait+c.heartbeat))
 	}
 	return true
 }
 
-func (b *Bridge) probeOutstanding(workCtx context.Context) {
-	b.workers.Add(1)
-	go func() {
-		defer b.workers.Done()
-		ctx, cancel := context.WithTimeout(workCtx, 10*time.Second)
-		info, err := b.topo.consumer.Info(ctx)
-		cancel()
-		b.post(func() {
-			br := &b.barrier
-			if br.state != barrierProbing {
+func (c *core) probeOutstanding(gen int, until time.Time) {
+	c.do(effect{kind: effConsumerInfo}, func(r result) {
+		br := &c.barrier
+		if br.state != barrierProbing || br.gen != gen {
+			return
+		}
+		if r.kind != errNone {
+			if !c.now.Before(until) {
+				c.openBarrier("consumer info failed for the whole window")
 				return
 			}
-			if err != nil {
-				// Unknown: assume the worst and wait the full window.
-				b.log.Warn("consumer info for the start-up barrier", zap.Error(err))
-				br.state, br.outstanding, br.floor = barrierWaiting, 1<<30, ^uint64(0)
-				br.deadline = b.now().Add(2*b.ackWait + b.cfg.Heartbeat)
-				return
+			c.log.Warn("consumer info for the barrier; asking again", zap.Duration("in", barrierRetry), zap.Error(r.err))
+			c.after(barrierRetry, func() { c.probeOutstanding(gen, until) })
+			return
+		}
+		// Held here already and counted by the server: what we hold from below the floor.
+		mine := 0
+		for seq := range c.bySeq {
+			if seq <= r.info.delivered {
+				mine++
 			}
-			// Held here already and counted by the server: what we hold from below the floor.
-			br.floor = info.Delivered.Stream
-			mine := 0
-			for seq := range b.bySeq {
-				if seq <= br.floor {
-					mine++
-				}
-			}
-			br.outstanding = info.NumAckPending - mine
-			if br.outstanding <= 0 {
-				b.openBarrier(workCtx, "")
-				return
-			}
-			br.state = barrierWaiting
-			br.deadline = b.now().Add(2*b.ackWait + b.cfg.Heartbeat)
-			b.log.Info("messages of another (dead) instance are outstanding; new events wait for them to come back",
-				zap.Int("outstanding", br.outstanding), zap.Int("held", mine), zap.Uint64("upToStreamSeq", br.floor),
-				zap.Time("until", br.deadline))
-		})
-	}()
+		}
+		if r.info.numAckPending-mine <= 0 {
+			c.openBarrier("")
+			return
+		}
+		c.waitFor(r.info.numAckPending-mine, r.info.delivered, mine)
+	})
 }
 
 // openBarrier admits the parked events in stream order (publish order).
-func (b *Bridge) openBarrier(workCtx context.Context, why string) {
-	br := &b.barrier
+func (c *core) openBarrier(why string) {
+	br := &c.barrier
 	if br.state == barrierOpen {
 		return
 	}
 	if why != "" {
-		b.log.Info("start-up barrier open", zap.String("why", why), zap.Int("released", len(br.parked)))
+		c.log.Info("barrier open", zap.String("why", why), zap.Int("released", len(br.parked)))
 	}
 	br.state = barrierOpen
 	parked := br.parked
 	br.parked = nil
+	c.m.barrierParked.Set(0)
 	slices.SortFunc(parked, func(x, y *item) int { return cmp.Compare(x.seq, y.seq) })
-	for _, it := range parked {
-		if b.stopping {
+	for i, it := range parked {
+		if c.phase != phaseRunning {
+			br.parked = parked[i:] // drained() naks them
 			return
 		}
-		b.admitValid(workCtx, it)
+		c.admitValid(it)
 	}
 }
 
 // countOutstanding counts an arriving message against the outstanding ones: redeliveries from below
 // the floor, and first deliveries from below it that were on their way to us when the consumer was
 // asked. openIfBack opens the barrier once the item is routed.
-func (b *Bridge) countOutstanding(it *item) {
-	if b.barrier.state == barrierWaiting && it.seq <= b.barrier.floor {
-		b.barrier.outstanding--
+func (c *core) countOutstanding(it *item) {
+	if c.barrier.state == barrierWaiting && it.seq <= c.barrier.floor {
+		c.barrier.outstanding--
 	}
 }
 
 // openIfBack opens a waiting barrier whose outstanding messages are all back. Called after the item
 // that completed them was routed, so that it goes first.
-func (b *Bridge) openIfBack(workCtx context.Context) {
-	if b.barrier.state == barrierWaiting && b.barrier.outstanding <= 0 {
-		b.openBarrier(workCtx, "outstanding messages are back")
-	}
-}
-
-// expireBarrier opens a waiting barrier at its deadline.
-func (b *Bridge) expireBarrier(workCtx context.Context, now time.Time) {
-	if b.barrier.state == barrierWaiting && !now.Before(b.barrier.deadline) {
-		b.openBarrier(workCtx, "waited AckWait for outstanding messages")
+func (c *core) openIfBack() {
+	if c.barrier.state == barrierWaiting && c.barrier.outstanding <= 0 {
+		c.openBarrier("outstanding messages are back")
 	}
 }

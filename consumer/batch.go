@@ -1,21 +1,18 @@
 package consumer
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 	"github.com/lessonbridge/lessonbridge/schemas"
 )
 
-// batchState is where a batch is in its life (design: "A batch's life").
+// batchState is where a batch is in its life (see core's doc).
 type batchState string
 
 const (
@@ -48,8 +45,19 @@ type batch struct {
 	nextPoll    time.Time
 	heapIndex   int
 	ledgerRev   uint64
-	techRetries int           // technical-failure resubmissions as new batches so far
-	submitAfter time.Duration // wait before the next submit (a technical-failure resubmission)
+	techRetries int // technical-failure resubmissions as new batches so far
+
+	queued      bool          // waiting for a submit slot (or the breaker)
+	submitting  bool          // a submit is out
+	subAttempts int           // attempts of the current submission
+	subStart    time.Time     // when the current submission began
+	subOutage   time.Duration // core.outage then
+	subWait     time.Duration // next backoff
+	accOutage   time.Duration // core.outage when accepted
+	dead        bool          // settled or given up: late results are ignored
+	verdict     *verdict      // set once settling
+	partial     bool          // settles only part of its record's messages: the record stays
+	replaces    string        // key of the record this batch resubmits as new
 }
 
 // setLogger gives the batch a child logger: every line of a batch carries batchKey, mandator,
@@ -59,25 +67,19 @@ func (bt *batch) setLogger(base *zap.Logger) {
 		zap.String("mandator", bt.mandator), zap.String("action", string(bt.action)))
 }
 
-// newJobID returns <prefix>-<YYYYMMDD>-<UUIDv7>.
-func newJobID(prefix string, now time.Time) string {
-	return prefix + "-" + now.UTC().Format("20060102") + "-" + uuid.Must(uuid.NewV7()).String()
-}
-
-// cut turns a pending group into a batch and starts its submit.
-func (b *Bridge) cut(workCtx context.Context, gk groupKey, g *group) {
-	delete(b.groups, gk)
+// cut turns a pending group into a batch and starts its ledger record and submit.
+func (c *core) cut(gk groupKey, g *group) {
+	delete(c.groups, gk)
 	if len(g.lessons) == 0 {
 		return
 	}
-	now := b.now()
 	bt := &batch{
-		key:      "b-" + uuid.Must(uuid.NewV7()).String(),
+		key:      "b-" + c.newUUID(),
 		mandator: gk.mandator,
 		action:   gk.action,
 		lessons:  g.lessons,
 		state:    stateRecorded,
-		created:  now,
+		created:  c.now,
 	}
 	jobIdx := map[string]int{}
 	for _, p := range g.lessons {
@@ -86,52 +88,61 @@ func (b *Bridge) cut(workCtx context.Context, gk groupKey, g *group) {
 		if !ok {
 			i = len(bt.jobs)
 			jobIdx[grp] = i
-			bt.jobs = append(bt.jobs, jobmanager.Job{JobID: newJobID(b.cfg.JobIDPrefix, now)})
+			bt.jobs = append(bt.jobs, jobmanager.Job{JobID: c.newJobID()})
 			bt.jobSeqs = append(bt.jobSeqs, nil)
 		}
 		bt.jobSeqs[i] = append(bt.jobSeqs[i], p.eff.seq)
 		bt.jobs[i].LektionList = append(bt.jobs[i].LektionList, toLesson(p.eff.ev))
 		bt.items = append(bt.items, p.items...)
-		st := b.lessons[p.key]
-		st.pending = nil
-		st.inflight = bt
+		c.lessons[p.key].pending = nil
+		c.hold(p.key, bt)
 	}
-	bt.setLogger(b.log)
-	b.batches[bt.key] = bt
-	b.metrics.inFlight.Set(float64(len(b.batches)))
-	b.startSubmit(workCtx, bt)
+	bt.setLogger(c.log)
+	c.batches[bt.key] = bt
+	c.m.inFlight.Set(float64(len(c.batches)))
+	c.record(bt, 0)
+}
+
+// record creates bt's ledger record, then queues its submit.
+func (c *core) record(bt *batch, delay time.Duration) {
+	c.ledgerWrite(bt, "ledger record", func() {
+		if delay > 0 {
+			c.after(delay, func() { c.queueSubmit(bt) })
+			return
+		}
+		c.queueSubmit(bt)
+	})
 }
 
 // resubmitAsNew turns a batch that failed with a technical error into a new batch: new key, new
 // JobIDs, same lessons and messages, submitted after TechnicalRetryDelay.
-func (b *Bridge) resubmitAsNew(workCtx context.Context, bt *batch, msgs []string) {
+func (c *core) resubmitAsNew(bt *batch, msgs []string) {
 	old, oldBatch, oldRev := bt.key, bt.batchID, bt.ledgerRev
-	now := b.now()
 	bt.techRetries++
-	bt.key = "b-" + uuid.Must(uuid.NewV7()).String()
+	bt.replaces = old
+	bt.key = "b-" + c.newUUID()
 	for i := range bt.jobs {
-		bt.jobs[i].JobID = newJobID(b.cfg.JobIDPrefix, now)
+		bt.jobs[i].JobID = c.newJobID()
 	}
 	bt.state, bt.batchID, bt.polls, bt.lastStatus, bt.ledgerRev = stateRecorded, "", 0, "", 0
-	bt.ambiguous, bt.submitAfter = false, b.cfg.TechnicalRetryDelay
-	delete(b.batches, old)
-	if b.reloading {
-		b.settledKeys[old] = true
+	bt.ambiguous = false
+	delete(c.batches, old)
+	if c.reloading {
+		c.settledKeys[old] = true
 	}
-	b.batches[bt.key] = bt
-	bt.setLogger(b.log)
+	c.batches[bt.key] = bt
+	bt.setLogger(c.log)
 	bt.log.Warn("technical import failure; resubmitting as a new batch with new JobIDs",
 		zap.String("failedBatchId", oldBatch), zap.Strings("errorMessages", msgs), zap.Int("retry", bt.techRetries),
-		zap.Int("of", b.cfg.TechnicalRetries), zap.Duration("after", bt.submitAfter))
-	b.metrics.techResubmits.Inc()
-	b.workers.Add(1)
-	go func() {
-		defer b.workers.Done()
-		ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
-		defer cancel()
-		_ = b.topo.ledger.Delete(ctx, old, jetstream.LastRevision(oldRev))
-	}()
-	b.startSubmit(workCtx, bt)
+		zap.Int("of", c.cfg.TechnicalRetries), zap.Duration("after", c.cfg.TechnicalRetryDelay))
+	c.m.techResubmits.Inc()
+	// The new record first, then the old one goes: a crash in between leaves both, and the old
+	// one's messages attach to whichever record is read first; its JobIDs are never resubmitted
+	// once it was accepted.
+	c.ledgerWrite(bt, "ledger record", func() {
+		c.deleteRecordOf(old, oldRev, bt.log, func() {})
+		c.after(c.cfg.TechnicalRetryDelay, func() { c.queueSubmit(bt) })
+	})
 }
 
 func (bt *batch) jobIDs() []string {
@@ -150,123 +161,110 @@ func (bt *batch) lessonCountLocal() int {
 	return n
 }
 
-// submitResult is what a submit worker reports.
-type submitResult struct {
-	status    *jobmanager.BatchStatus
-	err       error // final error when not accepted
-	reason    string
-	class     string
-	attempts  int
-	ambiguous bool
-	rev       uint64
-	at        time.Time
-}
-
-// startSubmit records the batch in the ledger and submits it, retrying transient errors with the same
-// JobIDs, then reports to the loop.
-func (b *Bridge) startSubmit(workCtx context.Context, bt *batch) {
-	rec := bt.record()
-	mandator, action, jobs, ambiguous := bt.mandator, bt.action, bt.jobs, bt.ambiguous
-	prevRev := bt.ledgerRev
-	log := bt.log
-	delay := bt.submitAfter
-	bt.submitAfter = 0
-	b.workers.Add(1)
-	go func() {
-		defer b.workers.Done()
-		if delay > 0 {
-			select {
-			case <-time.After(delay):
-			case <-workCtx.Done():
-				return
-			}
-		}
-		select {
-		case b.submitS <- struct{}{}:
-		case <-workCtx.Done():
-			return
-		}
-		defer func() { <-b.submitS }()
-		rev := prevRev
-		if rev == 0 {
-			var err error
-			rev, err = retry(workCtx, b, "ledger record", func(ctx context.Context) (uint64, error) {
-				return b.ledgerCreate(ctx, rec)
-			})
-			if err != nil {
-				return
-			}
-		}
-		res := b.submitWithRetry(workCtx, log, mandator, jobmanager.Action(action), jobs)
-		res.ambiguous = res.ambiguous || ambiguous
-		res.rev = rev
-		if res.status != nil && b.cfg.Hooks.AfterSubmit != nil {
-			if err := b.cfg.Hooks.AfterSubmit(res.status.BatchID); err != nil {
-				log.Warn("batch abandoned by hook after submit", zap.String("batchId", res.status.BatchID), zap.Error(err))
-				return
-			}
-		}
-		if res.status != nil {
-			rec.State = stateAccepted
-			rec.BatchID = res.status.BatchID
-			rec.SubmittedAt, rec.AcceptedAt = res.at, res.at
-			rec.Attempts = res.attempts
-			if newRev, err := retry(workCtx, b, "ledger update", func(ctx context.Context) (uint64, error) {
-				return b.ledgerUpdate(ctx, rec, rev)
-			}); err == nil {
-				res.rev = newRev
-			}
-		}
-		if workCtx.Err() != nil && res.status == nil && res.reason == "" {
-			return
-		}
-		b.post(func() { b.onSubmitted(workCtx, bt, res) })
-	}()
-}
-
-func (b *Bridge) submitWithRetry(workCtx context.Context, log *zap.Logger, mandator string, action jobmanager.Action, jobs []jobmanager.Job) submitResult {
-	start := time.Now()
-	wait := b.cfg.SubmitBackoff
-	var res submitResult
-	for {
-		res.attempts++
-		t0 := time.Now()
-		st, err := b.jm.Submit(workCtx, mandator, action, jobs)
-		b.metrics.submitLatency.Observe(time.Since(t0).Seconds())
-		b.metrics.jmResponses.WithLabelValues("submit", statusLabel(err)).Inc()
-		if err == nil {
-			res.status, res.at = st, b.now()
-			return res
-		}
-		if workCtx.Err() != nil {
-			return submitResult{}
-		}
-		class := jobmanager.Classify(err)
-		if jobmanager.Ambiguous(err) {
-			res.ambiguous = true
-		}
-		if class == jobmanager.ClassData {
-			res.err, res.reason, res.class = err, schemas.ReasonRejected, schemas.ErrorClassData
-			return res
-		}
-		if res.attempts >= b.cfg.SubmitMaxAttempts || time.Since(start)+wait > b.cfg.SubmitMaxElapsed {
-			res.err, res.reason, res.class = err, schemas.ReasonSubmitGaveUp, schemas.ErrorClassTechnical
-			return res
-		}
-		d := b.jitter(wait)
-		var je *jobmanager.Error
-		if errors.As(err, &je) && je.RetryAfter > d {
-			d = je.RetryAfter
-		}
-		log.Warn("submit failed; retrying with the same JobIDs", zap.Int("attempt", res.attempts),
-			zap.Stringer("class", class), zap.Duration("wait", d), zap.Error(err))
-		select {
-		case <-workCtx.Done():
-			return submitResult{}
-		case <-time.After(d):
-		}
-		wait = min(wait*2, b.cfg.SubmitMaxBackoff)
+func (c *core) queueSubmit(bt *batch) {
+	if bt.dead || c.batches[bt.key] != bt || c.phase >= phaseGrace {
+		return
 	}
+	bt.queued = true
+	bt.subAttempts, bt.subStart, bt.subOutage, bt.subWait = 0, c.now, c.outage, c.cfg.SubmitBackoff
+	c.submitQ = append(c.submitQ, bt)
+}
+
+// pumpSubmits starts queued submits within MaxConcurrentSubmits and the breaker.
+func (c *core) pumpSubmits() {
+	for len(c.submitQ) > 0 && c.subsRun < c.cfg.MaxConcurrentSubmits {
+		bt := c.submitQ[0]
+		if bt.dead || !bt.queued {
+			c.submitQ = c.submitQ[1:]
+			continue
+		}
+		if !c.jmMayCall() {
+			return
+		}
+		c.submitQ = c.submitQ[1:]
+		bt.queued = false
+		c.submitOnce(bt)
+	}
+}
+
+func (c *core) submitOnce(bt *batch) {
+	c.subsRun++
+	bt.submitting = true
+	bt.subAttempts++
+	var tps []string
+	if c.cfg.Tracing.Enabled() {
+		for _, it := range bt.items {
+			if it.ev != nil && it.ev.TraceParent != "" {
+				tps = append(tps, it.ev.TraceParent)
+			}
+		}
+	}
+	c.do(effect{kind: effSubmit, key: bt.key, mandator: bt.mandator, action: jobmanager.Action(bt.action), jobs: bt.jobs, traceparents: tps},
+		func(r result) {
+			c.subsRun--
+			bt.submitting = false
+			c.onSubmit(bt, r)
+		})
+}
+
+// onSubmit decides what a submit answer means.
+func (c *core) onSubmit(bt *batch, r result) {
+	global := c.jmAnswered(r.err)
+	if bt.dead || c.batches[bt.key] != bt {
+		return
+	}
+	if r.err == nil {
+		bt.attempts += bt.subAttempts
+		bt.state = stateAccepted
+		bt.batchID = r.status.BatchID
+		bt.submittedAt, bt.acceptedAt, bt.accOutage = c.now, c.now, c.outage
+		bt.lastStatus = r.status.ImportStatus
+		bt.setLogger(c.log)
+		bt.log.Info("batch accepted", zap.Int("jobs", len(bt.jobs)), zap.Int("lessons", bt.lessonCountLocal()),
+			zap.Int("events", len(bt.items)), zap.Int("attempts", bt.attempts), zap.String("importStatus", string(bt.lastStatus)))
+		c.ledgerWrite(bt, "ledger update", func() { c.schedulePoll(bt, 0) })
+		return
+	}
+	if c.phase >= phaseGrace {
+		return // shutting down: the record resumes the batch at the next start
+	}
+	class := jobmanager.Classify(r.err)
+	if jobmanager.Ambiguous(r.err) {
+		bt.ambiguous = true
+	}
+	if global {
+		bt.subAttempts-- // Finding 9: a global condition is not the batch's fault
+		bt.queued = true
+		c.submitQ = append([]*batch{bt}, c.submitQ...)
+		return
+	}
+	if class == jobmanager.ClassData {
+		bt.attempts += bt.subAttempts
+		bt.log.Error("batch not accepted", zap.String("reason", schemas.ReasonRejected), zap.Int("attempts", bt.attempts), zap.Error(r.err))
+		c.settle(bt, outcomeFor(bt, schemas.ReasonRejected, schemas.ErrorClassData, "", errorText(r.err)))
+		return
+	}
+	wait := c.jitter(bt.subWait)
+	if bt.subAttempts >= c.cfg.SubmitMaxAttempts || c.elapsed(bt.subStart, bt.subOutage)+wait > c.cfg.SubmitMaxElapsed {
+		bt.attempts += bt.subAttempts
+		bt.log.Error("batch not accepted", zap.String("reason", schemas.ReasonSubmitGaveUp), zap.Int("attempts", bt.attempts), zap.Error(r.err))
+		c.settle(bt, outcomeFor(bt, schemas.ReasonSubmitGaveUp, schemas.ErrorClassTechnical, "", errorText(r.err)))
+		return
+	}
+	var je *jobmanager.Error
+	if errors.As(r.err, &je) && je.RetryAfter > wait {
+		wait = je.RetryAfter
+	}
+	bt.log.Warn("submit failed; retrying with the same JobIDs", zap.Int("attempt", bt.subAttempts),
+		zap.Stringer("class", class), zap.Duration("wait", wait), zap.Error(r.err))
+	bt.subWait = min(bt.subWait*2, c.cfg.SubmitMaxBackoff)
+	c.after(wait, func() {
+		if bt.dead || c.batches[bt.key] != bt || c.phase >= phaseGrace {
+			return
+		}
+		bt.queued = true
+		c.submitQ = append(c.submitQ, bt)
+	})
 }
 
 func statusLabel(err error) string {
@@ -278,27 +276,6 @@ func statusLabel(err error) string {
 		return fmt.Sprint(je.StatusCode)
 	}
 	return "transport"
-}
-
-// onSubmitted runs in the loop with a submit worker's result.
-func (b *Bridge) onSubmitted(workCtx context.Context, bt *batch, res submitResult) {
-	bt.attempts += res.attempts
-	bt.ambiguous = res.ambiguous
-	bt.ledgerRev = res.rev
-	if res.status == nil {
-		bt.log.Error("batch not accepted", zap.String("reason", res.reason), zap.String("errorClass", res.class),
-			zap.Int("attempts", bt.attempts), zap.Error(res.err))
-		b.settle(workCtx, bt, outcomeFor(bt, res.reason, res.class, "", errorText(res.err)))
-		return
-	}
-	bt.state = stateAccepted
-	bt.batchID = res.status.BatchID
-	bt.submittedAt, bt.acceptedAt = res.at, res.at
-	bt.lastStatus = res.status.ImportStatus
-	bt.setLogger(b.log)
-	bt.log.Info("batch accepted", zap.Int("jobs", len(bt.jobs)), zap.Int("lessons", bt.lessonCountLocal()),
-		zap.Int("events", len(bt.items)), zap.Int("attempts", bt.attempts), zap.String("importStatus", string(bt.lastStatus)))
-	b.schedulePoll(bt, b.now(), 0)
 }
 
 func errorText(err error) []string {

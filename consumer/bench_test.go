@@ -426,12 +426,15 @@ func profileWindow(b *testing.B) func() {
 // the engine's own scheduling rule (schedulePoll) and answers that take no time.
 func virtualPolls(br *Bridge, d time.Duration) int {
 	bt := &batch{}
+	c := br.core
 	t0 := time.Unix(0, 0)
-	now := t0
+	c.now = t0
 	for {
-		br.schedulePoll(bt, now, 0)
-		heap.Pop(&br.polls)
-		now = bt.nextPoll
+		c.schedulePoll(bt, 0)
+		heap.Pop(&c.polls)
+		c.timers = c.timers[:0]
+		now := bt.nextPoll
+		c.now = now
 		bt.polls++
 		if now.Sub(t0) >= d {
 			return bt.polls
@@ -694,7 +697,7 @@ func startBenchServer(b *testing.B) (natsURL, simURL string) {
 	return f[0], f[1]
 }
 
-func metricValue(b *testing.B, m prometheus.Metric) float64 {
+func metricValue(b testing.TB, m prometheus.Metric) float64 {
 	b.Helper()
 	var d dto.Metric
 	if err := m.Write(&d); err != nil {

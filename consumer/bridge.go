@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,9 +25,9 @@ type JobManager interface {
 	Batch(ctx context.Context, mandator, batchID string) (*jobmanager.BatchStatus, error)
 }
 
-// Bridge is the engine: it consumes lesson changes, groups them into JobManager batches, submits and
-// polls them, publishes outcomes and acknowledges the input. Create it with New and start it with
-// Run; a Bridge runs once.
+// Bridge is the engine's runner: it consumes lesson changes and executes what the core (see core)
+// decides — JetStream, KV and JobManager calls on worker goroutines — and feeds the results back to
+// the core, from one loop goroutine. Create it with New and start it with Run; a Bridge runs once.
 type Bridge struct {
 	cfg     Config
 	js      jetstream.JetStream
@@ -37,41 +39,26 @@ type Bridge struct {
 	ackWait time.Duration
 	metrics *Metrics
 	topo    *topology
+	core    *core
+	traces  *batchTraces
 
 	// Intake: filled by the Consume callback, drained by the loop.
 	inMu  sync.Mutex
 	inQ   []*item
 	inSig chan struct{}
 
-	// results carries closures from workers; the loop runs them, so only the loop touches its state.
-	results chan func()
+	results chan result
 	workers sync.WaitGroup
-	submitS chan struct{} // semaphores
-	pollS   chan struct{}
-
-	// Loop-owned state.
-	bySeq    map[uint64]*item
-	lessons  map[lessonKey]*lessonState
-	groups   map[groupKey]*group
-	batches  map[string]*batch
-	polls    pollHeap
-	pollsRun int
-	nextBeat time.Time
-	cc       jetstream.ConsumeContext
-	paused   bool
-	stopping bool
-
-	recovering   map[string]*recovering
-	recoverBySeq map[uint64]*recovering
-	limbo        []*item // redelivered messages waiting for a ledger reload
-	barrier      barrier
-	reloading    bool
-	floorProbe   bool            // consumer info for recovered records under way
-	settledKeys  map[string]bool // batch keys settled here since the last ledger read began
+	cc      jetstream.ConsumeContext
 
 	snapshot atomic.Pointer[[]BatchInfo]
-	ready    atomic.Bool
+	health   atomic.Pointer[healthState]
 	started  atomic.Bool
+}
+
+type healthState struct {
+	ready  bool
+	reason string
 }
 
 // New returns a bridge for the given JetStream context and JobManager client. cfg is defaulted and
@@ -89,38 +76,42 @@ func New(js jetstream.JetStream, jm JobManager, cfg Config) (*Bridge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
+	m := newMetrics()
 	b := &Bridge{
-		cfg:          cfg,
-		js:           js,
-		nc:           js.Conn(),
-		jm:           jm,
-		pub:          pub,
-		log:          cfg.Logger,
-		now:          cfg.Now,
-		ackWait:      cfg.AckWait,
-		metrics:      newMetrics(),
-		inSig:        make(chan struct{}, 1),
-		results:      make(chan func(), 1024),
-		submitS:      make(chan struct{}, cfg.MaxConcurrentSubmits),
-		pollS:        make(chan struct{}, cfg.MaxConcurrentPolls),
-		bySeq:        map[uint64]*item{},
-		lessons:      map[lessonKey]*lessonState{},
-		groups:       map[groupKey]*group{},
-		batches:      map[string]*batch{},
-		recovering:   map[string]*recovering{},
-		recoverBySeq: map[uint64]*recovering{},
-		settledKeys:  map[string]bool{},
+		cfg:     cfg,
+		js:      js,
+		nc:      js.Conn(),
+		jm:      jm,
+		pub:     pub,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		ackWait: cfg.AckWait,
+		metrics: m,
+		inSig:   make(chan struct{}, 1),
+		results: make(chan result, 1024),
+		core:    newCore(cfg, m, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))),
+		traces:  newBatchTraces(cfg.Tracing),
 	}
 	empty := []BatchInfo{}
 	b.snapshot.Store(&empty)
+	b.health.Store(&healthState{reason: "starting"})
 	return b, nil
 }
 
 // Metrics returns the bridge's Prometheus collectors (register them where you serve /metrics).
 func (b *Bridge) Metrics() *Metrics { return b.metrics }
 
-// Ready reports whether the bridge has bound its consumer and is pulling or able to pull.
-func (b *Bridge) Ready() bool { return b.ready.Load() }
+// Ready reports whether the bridge is pulling and able to work: see Health.
+func (b *Bridge) Ready() bool { return b.health.Load().ready }
+
+// Health reports whether the bridge is ready and, when it is not, why: "starting", "stopping", or
+// "jobmanager: unauthorized" / "jobmanager: unreachable" while the circuit breaker towards
+// JobManager is open (messages stay held; submits and polls resume by themselves). Safe to call from
+// any goroutine.
+func (b *Bridge) Health() (ready bool, reason string) {
+	h := b.health.Load()
+	return h.ready, h.reason
+}
 
 // Batches returns a snapshot of the batches the bridge is working on, oldest first. It is safe to
 // call from any goroutine; the snapshot is refreshed by the engine at most a few times a second.
@@ -129,8 +120,9 @@ func (b *Bridge) Batches() []BatchInfo { return *b.snapshot.Load() }
 // Run ensures the topology, recovers open batches from the ledger and works until ctx is done. Then
 // it stops pulling, returns unsubmitted messages (Nak), gives in-flight batches up to
 // Config.ShutdownGrace to settle and returns. Batches still open then are resumed from the ledger by
-// the next start. Run returns nil after a shutdown caused by ctx.
-func (b *Bridge) Run(ctx context.Context) error {
+// the next start. Run returns nil after a shutdown caused by ctx, and an error when the bridge had
+// to stop (an unknown ledger record format, NATS refusing writes past their retry budget).
+func (b *Bridge) Run(ctx context.Context) (err error) {
 	if !b.started.CompareAndSwap(false, true) {
 		return errors.New("consumer: Run called twice")
 	}
@@ -140,67 +132,108 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	b.topo = topo
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
-	if err := b.recover(ctx); err != nil {
-		return err
-	}
-	if err := b.startConsume(); err != nil {
-		return err
-	}
-	b.ready.Store(true)
-	b.log.Info("bridge started", zap.String("stream", b.cfg.InputStream), zap.String("consumer", b.cfg.ConsumerName),
-		zap.Duration("ackWait", b.ackWait), zap.Int("maxHeld", b.cfg.MaxHeld))
-
-	b.nextBeat = b.now().Add(b.cfg.Heartbeat)
+	defer func() {
+		cancelWork()
+		if b.cc != nil {
+			b.cc.Stop()
+		}
+		b.workers.Wait()
+		b.health.Store(&healthState{reason: "stopped"})
+		if err == nil {
+			b.log.Info("bridge stopped")
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("consumer: engine stopped: %v", p)
+			b.log.Error("engine stopped", zap.Error(err))
+		}
+	}()
+	c := b.core
+	c.start(b.now(), facts{AckWait: b.ackWait, MaxAckPending: topo.consumer.CachedInfo().Config.MaxAckPending})
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	var graceEnd <-chan time.Time
-	lastSnap, lastSnapBatches := time.Time{}, 0
 	stop := ctx.Done()
+	lastSnap, lastSnapBatches := time.Time{}, -1
 	for {
+		if done, err := b.execute(workCtx, c.take()); done {
+			return err
+		}
+		now := b.now()
+		ready, reason := c.health()
+		if h := b.health.Load(); h.ready != ready || h.reason != reason {
+			b.health.Store(&healthState{ready: ready, reason: reason})
+		}
+		if now.Sub(lastSnap) > 200*time.Millisecond || len(c.batches) != lastSnapBatches {
+			list, oldest := c.snapshot()
+			b.snapshot.Store(&list)
+			age := 0.0
+			if !oldest.IsZero() {
+				age = now.Sub(oldest).Seconds()
+			}
+			b.metrics.oldestAge.Set(age)
+			lastSnap, lastSnapBatches = now, len(c.batches)
+		}
+		wait := time.Hour
+		if d := c.nextDeadline(); !d.IsZero() {
+			wait = max(d.Sub(now), time.Millisecond)
+		}
+		timer.Reset(wait)
 		select {
 		case <-stop:
 			stop = nil // once is enough: a closed channel would keep the loop spinning
-			b.beginShutdown(workCtx)
-			graceEnd = time.After(b.cfg.ShutdownGrace)
-		case <-graceEnd:
-			b.log.Warn("shutdown grace over; open batches resume from the ledger at next start", zap.Int("batches", len(b.batches)))
-			return b.finish(cancelWork)
+			c.stop(b.now())
 		case <-b.inSig:
-			b.drainIntake(workCtx)
-		case fn := <-b.results:
-			fn()
+			b.drainIntake()
+		case r := <-b.results:
+			b.drainIntake() // messages the client delivered before this result go first
+			c.complete(b.now(), r)
+			for i := 0; i < 256; i++ {
+				select {
+				case r := <-b.results:
+					c.complete(b.now(), r)
+					continue
+				default:
+				}
+				break
+			}
 		case <-timer.C:
+			c.tick(b.now())
 		}
-		now := b.now()
-		b.onTime(workCtx, now)
-		if b.stopping && len(b.batches) == len(b.recovering) {
-			return b.finish(cancelWork)
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
 		}
-		if !b.stopping {
-			b.flowControl()
-		}
-		if now.Sub(lastSnap) > 200*time.Millisecond || len(b.batches) != lastSnapBatches {
-			b.publishSnapshot(now)
-			lastSnap, lastSnapBatches = now, len(b.batches)
-		}
-		timer.Reset(b.nextWake(now))
 	}
 }
 
-func (b *Bridge) finish(cancelWork context.CancelFunc) error {
-	cancelWork()
-	done := make(chan struct{})
-	go func() { b.workers.Wait(); close(done) }()
-	for {
-		select {
-		case <-done:
-			b.ready.Store(false)
-			b.log.Info("bridge stopped")
-			return nil
-		case fn := <-b.results:
-			_ = fn // the loop is over: results of cancelled workers are dropped
-		}
+// drainIntake hands what the Consume callback queued to the core.
+func (b *Bridge) drainIntake() {
+	b.inMu.Lock()
+	q := b.inQ
+	b.inQ = nil
+	b.inMu.Unlock()
+	now := b.now() // one instant for what arrived together: a linger does not cut it apart
+	for _, it := range q {
+		b.core.deliver(now, it)
+	}
+}
+
+// onMsg is the Consume callback: decode and hand over, never block.
+func (b *Bridge) onMsg(msg jetstream.Msg) {
+	raw := rawMsg{reply: msg.Reply(), subject: msg.Subject(), data: msg.Data()}
+	if md, err := msg.Metadata(); err == nil {
+		raw.seq, raw.numDelivered, raw.stored = md.Sequence.Stream, md.NumDelivered, md.Timestamp
+	}
+	it := decodeItem(&b.cfg, raw)
+	b.inMu.Lock()
+	b.inQ = append(b.inQ, it)
+	b.inMu.Unlock()
+	select {
+	case b.inSig <- struct{}{}:
+	default:
 	}
 }
 
@@ -222,140 +255,242 @@ func (b *Bridge) startConsume() error {
 	return nil
 }
 
-// flowControl stops pulling at the hold limit and resumes below 90% of it, so that the Consume
-// callback never blocks and no message waits in the client buffer.
-func (b *Bridge) flowControl() {
-	held := len(b.bySeq)
-	b.metrics.held.Set(float64(held))
-	switch {
-	case !b.paused && held >= b.cfg.MaxHeld:
-		b.cc.Drain() // what the client buffered still reaches the callback: held, not left to expire
-		b.paused = true
-		b.log.Info("hold limit reached; pulling paused", zap.Int("held", held))
-	case b.paused && held < b.cfg.MaxHeld*9/10:
-		if err := b.startConsume(); err != nil {
-			b.log.Error("resume pulling", zap.Error(err))
-			return
-		}
-		b.paused = false
-		b.log.Info("pulling resumed", zap.Int("held", held))
-	}
-}
-
-func (b *Bridge) beginShutdown(workCtx context.Context) {
-	b.stopping = true
-	b.ready.Store(false)
-	if !b.paused {
-		// Drain, not Stop: messages in the client buffer still reach the callback and are nakked
-		// below, instead of waiting out AckWait.
-		b.cc.Drain()
-		select {
-		case <-b.cc.Closed():
-		case <-time.After(5 * time.Second):
-			b.log.Warn("consumer did not drain within 5s; its buffered messages return after AckWait")
-		}
-	}
-	// Messages that never reached a submit go back at once; those queued behind an in-flight batch
-	// of the same lesson stay until AckWait so that no other instance overtakes that batch.
-	b.drainIntake(workCtx)
-	nak := 0
-	for _, it := range b.limbo {
-		_ = b.signal(it, ackNak)
-		delete(b.bySeq, it.seq)
-		nak++
-	}
-	b.limbo = nil
-	for _, it := range b.barrier.parked {
-		_ = b.signal(it, ackNak)
-		delete(b.bySeq, it.seq)
-		nak++
-	}
-	b.barrier.parked = nil
-	for k, st := range b.lessons {
-		if st.inflight != nil {
-			continue
-		}
-		for _, it := range st.all() {
-			_ = b.signal(it, ackNak)
-			delete(b.bySeq, it.seq)
-			nak++
-		}
-		delete(b.lessons, k)
-	}
-	b.groups = map[groupKey]*group{}
-	b.log.Info("shutting down: pulling stopped", zap.Int("nakked", nak), zap.Int("batchesInFlight", len(b.batches)))
-}
-
-// nextWake is how long the loop may sleep before something is due.
-func (b *Bridge) nextWake(now time.Time) time.Duration {
-	next := b.nextBeat
-	for _, g := range b.groups {
-		if g.deadline.Before(next) {
-			next = g.deadline
-		}
-	}
-	if b.barrier.state == barrierWaiting && b.barrier.deadline.Before(next) {
-		next = b.barrier.deadline
-	}
-	if d := b.nextRecoveryDeadline(); !d.IsZero() && d.Before(next) {
-		next = d
-	}
-	if len(b.polls) > 0 && b.polls[0].nextPoll.Before(next) {
-		next = b.polls[0].nextPoll
-	}
-	d := next.Sub(now)
-	if d < time.Millisecond {
-		d = time.Millisecond
-	}
-	return d
-}
-
-// onTime runs whatever is due: linger flushes, polls and heartbeats.
-func (b *Bridge) onTime(workCtx context.Context, now time.Time) {
-	if !b.stopping {
-		for k, g := range b.groups {
-			if !now.Before(g.deadline) {
-				b.cut(workCtx, k, g)
+// execute runs effects: the quick ones here, the rest on workers that post their results. It
+// returns true when the core is done (with its fatal error, if any).
+func (b *Bridge) execute(workCtx context.Context, effs []effect) (bool, error) {
+	for _, e := range effs {
+		switch e.kind {
+		case effFatal:
+			return true, e.err
+		case effDone:
+			return true, nil
+		case effStartPulling:
+			if err := b.startConsume(); err != nil {
+				b.log.Error("start pulling", zap.Error(err))
 			}
+		case effStopPulling:
+			cc := b.cc
+			b.cc = nil
+			b.goWork(func() {
+				if cc != nil {
+					// Drain, not Stop: messages in the client buffer still reach the callback.
+					cc.Drain()
+					select {
+					case <-cc.Closed():
+					case <-time.After(5 * time.Second):
+						b.log.Warn("consumer did not drain within 5s; its buffered messages return after AckWait")
+					}
+				}
+				b.post(workCtx, result{id: e.id})
+			})
+		case effSignal:
+			b.goWork(func() {
+				for _, a := range e.acks {
+					_ = b.nc.Publish(a.reply, e.body) // fire and forget
+				}
+			})
+		default:
+			b.goWork(func() {
+				r := b.perform(workCtx, e)
+				if r == nil || workCtx.Err() != nil {
+					return // abandoned (a hook), or shutting down
+				}
+				r.id = e.id
+				b.post(workCtx, *r)
+			})
 		}
 	}
-	b.expireRecovery(workCtx, now)
-	b.expireBarrier(workCtx, now)
-	b.startDuePolls(workCtx, now)
-	if !now.Before(b.nextBeat) {
-		b.heartbeat()
-		b.nextBeat = now.Add(b.cfg.Heartbeat)
+	return false, nil
+}
+
+// post hands a result to the loop, unless the bridge is stopping.
+func (b *Bridge) post(workCtx context.Context, r result) {
+	select {
+	case b.results <- r:
+	case <-workCtx.Done():
 	}
 }
 
-// heartbeat sends InProgress for every held message, off the loop.
-func (b *Bridge) heartbeat() {
-	if len(b.bySeq) == 0 {
-		return
-	}
-	replies := make([]string, 0, len(b.bySeq))
-	for _, it := range b.bySeq {
-		replies = append(replies, it.reply)
-	}
-	b.metrics.heartbeats.Add(float64(len(replies)))
+func (b *Bridge) goWork(fn func()) {
 	b.workers.Add(1)
 	go func() {
 		defer b.workers.Done()
-		for _, r := range replies {
-			_ = b.nc.Publish(r, ackProgress) // fire and forget
-		}
+		fn()
 	}()
 }
 
-// post hands a closure to the loop. Workers call it once per result.
-func (b *Bridge) post(fn func()) { b.results <- fn }
+const opTimeout = 10 * time.Second
 
-// jitter spreads d by ±PollJitter. It is called from the loop and from submit workers, so it uses
-// the goroutine-safe top-level source.
-func (b *Bridge) jitter(d time.Duration) time.Duration {
-	j := b.cfg.PollJitter
-	if j == 0 {
-		return d
+// perform executes one I/O effect. A nil result means: abandoned, as a crash would.
+func (b *Bridge) perform(workCtx context.Context, e effect) *result {
+	ctx, cancel := context.WithTimeout(workCtx, opTimeout)
+	defer cancel()
+	kv := b.topo.ledger
+	switch e.kind {
+	case effLedgerList:
+		recs, err := b.listLedger(ctx)
+		return &result{kind: natsKind(err), err: err, records: recs}
+	case effLedgerGet:
+		en, err := kv.Get(ctx, e.key)
+		if err != nil {
+			return &result{kind: natsKind(err), err: err}
+		}
+		return &result{rev: en.Revision(), value: en.Value()}
+	case effLedgerCreate:
+		rev, err := kv.Create(ctx, e.key, e.value)
+		return &result{kind: natsKind(err), err: err, rev: rev}
+	case effLedgerUpdate:
+		rev, err := kv.Update(ctx, e.key, e.value, e.rev)
+		return &result{kind: natsKind(err), err: err, rev: rev}
+	case effLedgerDelete:
+		err := kv.Delete(ctx, e.key, jetstream.LastRevision(e.rev))
+		return &result{kind: natsKind(err), err: err}
+	case effSubmit:
+		sctx, step := b.traces.submit(workCtx, e)
+		t0 := time.Now()
+		st, err := b.jm.Submit(sctx, e.mandator, e.action, e.jobs)
+		step.End(batchIDOf(st), importStatusOf(st), err)
+		if err == nil {
+			b.traces.accepted(e.key, st.BatchID)
+		}
+		b.metrics.submitLatency.Observe(time.Since(t0).Seconds())
+		b.metrics.jmResponses.WithLabelValues("submit", statusLabel(err)).Inc()
+		if err == nil && b.cfg.Hooks.AfterSubmit != nil {
+			if herr := b.cfg.Hooks.AfterSubmit(st.BatchID); herr != nil {
+				b.log.Warn("batch abandoned by hook after submit", zap.String("batchKey", e.key), zap.String("batchId", st.BatchID), zap.Error(herr))
+				return nil
+			}
+		}
+		return &result{err: err, status: st}
+	case effPoll:
+		pctx, step := b.traces.poll(workCtx, e)
+		t0 := time.Now()
+		st, err := b.jm.Batch(pctx, e.mandator, e.batchID)
+		step.End(e.batchID, importStatusOf(st), err)
+		b.metrics.pollLatency.Observe(time.Since(t0).Seconds())
+		b.metrics.jmResponses.WithLabelValues("status", statusLabel(err)).Inc()
+		return &result{err: err, status: st}
+	case effPublishOutcome:
+		o := e.outcome
+		if tp := b.traces.traceParent(e.key); tp != "" && o.TraceParent == "" {
+			cp := *o
+			cp.TraceParent = tp
+			o = &cp
+		}
+		_, err := b.pub.PublishOutcome(ctx, o)
+		if err == nil {
+			b.traces.end(e.key, o)
+		}
+		if err == nil && b.cfg.Hooks.AfterOutcome != nil {
+			if herr := b.cfg.Hooks.AfterOutcome(e.key); herr != nil {
+				b.log.Warn("batch abandoned by hook after its outcome", zap.String("batchKey", e.key), zap.Error(herr))
+				return nil
+			}
+		}
+		return &result{kind: natsKind(err), err: err}
+	case effPublishDeadLetter:
+		_, err := b.pub.PublishDeadLetter(ctx, e.deadLetter)
+		return &result{kind: natsKind(err), err: err}
+	case effGetBody:
+		m, err := b.topo.input.GetMsg(ctx, e.seq)
+		if err != nil {
+			return &result{kind: natsKind(err), err: err}
+		}
+		return &result{data: m.Data}
+	case effAck:
+		return &result{acked: b.ackConfirmed(ctx, e.acks, e.body)}
+	case effConsumerInfo:
+		info, err := b.topo.consumer.Info(ctx)
+		if err != nil {
+			return &result{kind: errTransient, err: err}
+		}
+		return &result{info: consumerInfo{numAckPending: info.NumAckPending, delivered: info.Delivered.Stream, ackFloor: info.AckFloor.Stream}}
 	}
-	return time.Duration(float64(d) * (1 - j + 2*j*rand.Float64()))
+	return &result{kind: errPermanent, err: fmt.Errorf("consumer: unknown effect %v", e.kind)}
+}
+
+// natsKind classifies a NATS error for the core.
+func natsKind(err error) errKind {
+	var api *jetstream.APIError
+	switch {
+	case err == nil:
+		return errNone
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrMsgNotFound):
+		return errNotFound
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return errConflict
+	case errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+		return errConflict
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, publisher.ErrInvalid):
+		return errPermanent
+	}
+	return errTransient
+}
+
+func (b *Bridge) listLedger(ctx context.Context) ([]rawRecord, error) {
+	lister, err := b.topo.ledger.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list ledger: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []rawRecord
+	for _, k := range keys {
+		e, err := b.topo.ledger.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ledger record %s: %w", k, err)
+		}
+		out = append(out, rawRecord{key: k, value: e.Value(), rev: e.Revision()})
+	}
+	return out, nil
+}
+
+// ackConfirmed sends body (Ack or Term) for every ref with a reply subject of its own and returns
+// the stream sequences whose ack the server confirmed within ctx (or 5s).
+func (b *Bridge) ackConfirmed(ctx context.Context, refs []ackRef, body []byte) []uint64 {
+	inbox := nats.NewInbox()
+	ch := make(chan *nats.Msg, len(refs)+16)
+	sub, err := b.nc.ChanSubscribe(inbox+".*", ch)
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	_ = sub.SetPendingLimits(-1, -1)
+	for i, a := range refs {
+		_ = b.nc.PublishRequest(a.reply, inbox+"."+strconv.Itoa(i), body)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got := make([]bool, len(refs))
+	var acked []uint64
+	for len(acked) < len(refs) {
+		select {
+		case m := <-ch:
+			i, err := strconv.Atoi(m.Subject[len(inbox)+1:])
+			if err == nil && i >= 0 && i < len(refs) && !got[i] {
+				got[i] = true
+				acked = append(acked, refs[i].seq)
+			}
+		case <-ctx.Done():
+			return acked
+		}
+	}
+	return acked
+}
+
+func sortStrings(s []string) { sort.Strings(s) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

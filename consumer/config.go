@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/lessonbridge/lessonbridge/internal/tracing"
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 )
 
@@ -85,6 +86,9 @@ type Config struct {
 	Now func() time.Time
 	// Hooks lets tests and the chaos harness observe or interrupt the engine; nil fields are skipped.
 	Hooks Hooks
+	// Tracing makes a span per batch with child spans per submit and poll (internal/tracing); nil:
+	// no tracing.
+	Tracing *tracing.Provider
 
 	// Cluster: replicas and limits of what the bridge creates (topology.go documents the defaults
 	// and applies them; existing streams and buckets are never changed).

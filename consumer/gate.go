@@ -1,7 +1,7 @@
 package consumer
 
 import (
-	"context"
+	"fmt"
 	"time"
 
 	"github.com/lessonbridge/lessonbridge/jobmanager"
@@ -50,26 +50,26 @@ type pendingLesson struct {
 }
 
 // admit passes a valid event through the gate into its group, or queues it behind the lesson.
-func (b *Bridge) admit(workCtx context.Context, it *item) {
+func (c *core) admit(it *item) {
 	k := lessonKey{it.mandator, it.ev.Data.LessonID}
-	st := b.lessons[k]
+	st := c.lessons[k]
 	if st == nil {
 		st = &lessonState{}
-		b.lessons[k] = st
+		c.lessons[k] = st
 	}
 	switch {
 	case st.pending == nil && st.inflight == nil && len(st.waiting) == 0:
-		b.addToGroup(workCtx, st, k, it)
+		c.addToGroup(st, k, it)
 	case st.pending != nil && len(st.waiting) == 0 && st.pending.eff.ev.Action() == it.ev.Action():
-		b.coalesce(st.pending, it)
+		c.coalesce(st.pending, it)
 	default:
 		st.waiting = append(st.waiting, it)
 	}
 }
 
 // coalesce makes it the effective event of p; the older events are settled with it.
-func (b *Bridge) coalesce(p *pendingLesson, it *item) {
-	g := b.groups[groupKey{it.mandator, it.ev.Action()}]
+func (c *core) coalesce(p *pendingLesson, it *item) {
+	g := c.groups[groupKey{it.mandator, it.ev.Action()}]
 	size := lessonSize(it.ev)
 	g.bytes += size - p.size
 	p.size = size
@@ -77,30 +77,35 @@ func (b *Bridge) coalesce(p *pendingLesson, it *item) {
 	p.items = append(p.items, it)
 }
 
-func (b *Bridge) addToGroup(workCtx context.Context, st *lessonState, k lessonKey, it *item) {
+func (c *core) addToGroup(st *lessonState, k lessonKey, it *item) {
 	gk := groupKey{it.mandator, it.ev.Action()}
 	size := lessonSize(it.ev)
-	g := b.groups[gk]
-	if g != nil && g.bytes+size > b.cfg.BatchMaxBytes {
-		b.cut(workCtx, gk, g)
+	g := c.groups[gk]
+	if g != nil && g.bytes+size > c.cfg.BatchMaxBytes {
+		c.cut(gk, g)
 		g = nil
 	}
 	if g == nil {
-		g = &group{deadline: b.now().Add(b.cfg.BatchLinger)}
-		b.groups[gk] = g
+		g = &group{deadline: c.now.Add(c.cfg.BatchLinger)}
+		c.groups[gk] = g
+		c.at(g.deadline, func() {
+			if c.groups[gk] == g {
+				c.cut(gk, g)
+			}
+		})
 	}
 	p := &pendingLesson{key: k, eff: it, items: []*item{it}, size: size}
 	g.lessons = append(g.lessons, p)
 	g.bytes += size
 	st.pending = p
-	if len(g.lessons) >= b.cfg.BatchMaxLessons {
-		b.cut(workCtx, gk, g)
+	if len(g.lessons) >= c.cfg.BatchMaxLessons {
+		c.cut(gk, g)
 	}
 }
 
 // release frees a lesson after its batch settled and admits the events waiting behind it.
-func (b *Bridge) release(workCtx context.Context, k lessonKey) {
-	st := b.lessons[k]
+func (c *core) release(k lessonKey) {
+	st := c.lessons[k]
 	if st == nil {
 		return
 	}
@@ -109,19 +114,33 @@ func (b *Bridge) release(workCtx context.Context, k lessonKey) {
 	st.waiting = nil
 	for i, it := range w {
 		if st.pending == nil && st.inflight == nil {
-			b.addToGroup(workCtx, st, k, it)
+			c.addToGroup(st, k, it)
 			continue
 		}
 		if st.pending != nil && st.pending.eff.ev.Action() == it.ev.Action() {
-			b.coalesce(st.pending, it)
+			c.coalesce(st.pending, it)
 			continue
 		}
 		st.waiting = w[i:]
 		break
 	}
 	if st.pending == nil && st.inflight == nil && len(st.waiting) == 0 {
-		delete(b.lessons, k)
+		delete(c.lessons, k)
 	}
+}
+
+// hold puts bt in flight for lesson k. Finding 4: the gate invariant — never two batches of one
+// lesson in flight — is asserted here; a violation is a bug that would import out of order.
+func (c *core) hold(k lessonKey, bt *batch) {
+	st := c.lessons[k]
+	if st == nil {
+		st = &lessonState{}
+		c.lessons[k] = st
+	}
+	if st.inflight != nil && st.inflight != bt {
+		panic(fmt.Sprintf("consumer: gate invariant broken: lesson %s/%s in batch %s and in batch %s", k.mandator, k.lessonID, st.inflight.key, bt.key))
+	}
+	st.inflight = bt
 }
 
 // lessonSize estimates a lesson's share of the request body.

@@ -1,14 +1,11 @@
 package consumer
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/lessonbridge/lessonbridge/publisher"
@@ -35,127 +32,116 @@ type item struct {
 // invalidMandator is the dead-letter subject token for events whose subject names no valid mandator.
 const invalidMandator = publisher.InvalidMandator
 
-// onMsg is the Consume callback: decode and hand over, never block.
-func (b *Bridge) onMsg(msg jetstream.Msg) {
-	it := b.decode(msg)
-	b.inMu.Lock()
-	b.inQ = append(b.inQ, it)
-	b.inMu.Unlock()
-	select {
-	case b.inSig <- struct{}{}:
-	default:
-	}
+// rawMsg is what the runner knows of an arrived message.
+type rawMsg struct {
+	reply, subject string
+	data           []byte
+	seq            uint64
+	numDelivered   uint64
+	stored         time.Time
 }
 
-func (b *Bridge) decode(msg jetstream.Msg) *item {
-	it := &item{reply: msg.Reply(), subject: msg.Subject()}
-	if md, err := msg.Metadata(); err == nil {
-		it.seq = md.Sequence.Stream
-		it.stored = md.Timestamp
-		it.redelivered = md.NumDelivered > 1
-	}
-	m, ok := strings.CutPrefix(it.subject, b.cfg.ChangesPrefix+".")
-	if err := schemas.ValidMandator(m); !ok || err != nil {
-		it.err = fmt.Errorf("subject %q names no valid mandator (want %s.<mandator>, mandator [A-Za-z0-9_-]{1,64})", it.subject, b.cfg.ChangesPrefix)
-		it.data = msg.Data()
+// decodeItem decodes and validates a message. It is pure; the runner calls it on the Consume
+// callback's goroutine so that the core does not spend its time decoding.
+func decodeItem(cfg *Config, m rawMsg) *item {
+	it := &item{reply: m.reply, subject: m.subject, seq: m.seq, stored: m.stored, redelivered: m.numDelivered > 1}
+	mand, ok := strings.CutPrefix(it.subject, cfg.ChangesPrefix+".")
+	if err := schemas.ValidMandator(mand); !ok || err != nil {
+		it.err = fmt.Errorf("subject %q names no valid mandator (want %s.<mandator>, mandator [A-Za-z0-9_-]{1,64})", it.subject, cfg.ChangesPrefix)
+		it.data = m.data
 		return it
 	}
-	it.mandator = m
-	if len(b.cfg.Mandators) > 0 && !slices.Contains(b.cfg.Mandators, m) {
-		it.err = fmt.Errorf("mandator %q is not in the allow-list", m)
-		it.data = msg.Data()
+	it.mandator = mand
+	if len(cfg.Mandators) > 0 && !slices.Contains(cfg.Mandators, mand) {
+		it.err = fmt.Errorf("mandator %q is not in the allow-list", mand)
+		it.data = m.data
 		return it
 	}
-	it.ev, it.err = schemas.Decode(msg.Data(), m)
+	it.ev, it.err = schemas.Decode(m.data, mand)
 	if it.err != nil {
-		it.data = msg.Data()
+		it.data = m.data
 	}
 	return it
 }
 
-// drainIntake takes over what the callback queued. During shutdown everything is nakked.
-func (b *Bridge) drainIntake(workCtx context.Context) {
-	b.inMu.Lock()
-	q := b.inQ
-	b.inQ = nil
-	b.inMu.Unlock()
-	var invalid []*item
-	if len(q) > 0 && !b.stopping {
-		b.rearmBarrier(b.now())
+// intake routes an arrived message.
+func (c *core) intake(it *item) {
+	if c.phase == phaseRunning {
+		c.rearmBarrier()
 	}
-	for _, it := range q {
-		if _, ok := b.bySeq[it.seq]; ok && it.seq != 0 {
-			// A redelivery of a message we hold (a heartbeat came late). The server takes acks by
-			// stream sequence, so the handle we have still settles it; this copy is dropped.
-			b.metrics.redelivered.Inc()
-			continue
-		}
-		if b.stopping {
-			_ = b.signal(it, ackNak)
-			continue
-		}
-		b.bySeq[it.seq] = it
-		b.metrics.received.Inc()
-		b.countOutstanding(it)
-		if it.err != nil {
-			invalid = append(invalid, it)
-			b.openIfBack(workCtx)
-			continue
-		}
-		if !b.parkAtBarrier(workCtx, it) {
-			b.admitValid(workCtx, it)
-		}
-		b.openIfBack(workCtx)
+	if _, ok := c.bySeq[it.seq]; ok && it.seq != 0 {
+		// A redelivery of a message we hold (a heartbeat came late). The server takes acks by
+		// stream sequence, so the handle we have still settles it; this copy is dropped.
+		c.m.redelivered.Inc()
+		return
 	}
-	if len(invalid) > 0 {
-		b.deadLetterInvalid(workCtx, invalid)
+	if c.settledAgain(it) {
+		return
 	}
+	if c.phase == phaseDraining {
+		// Nakked only once pulling has stopped: a Nak now would come straight back to the
+		// pull that is still being drained.
+		c.drainHeld = append(c.drainHeld, it)
+		return
+	}
+	if c.phase != phaseRunning {
+		c.signal(ackNak, it)
+		return
+	}
+	c.bySeq[it.seq] = it
+	c.m.received.Inc()
+	c.countOutstanding(it)
+	if it.err != nil {
+		c.deadLetterInvalid(it)
+		c.openIfBack()
+		return
+	}
+	if !c.parkAtBarrier(it) {
+		c.admitValid(it)
+	}
+	c.openIfBack()
 }
 
 // admitValid routes a valid event: into its recovered batch, through a ledger re-read when it is an
 // unknown redelivery, or into the gate.
-func (b *Bridge) admitValid(workCtx context.Context, it *item) {
+func (c *core) admitValid(it *item) {
 	switch {
-	case b.attachRecovered(workCtx, it):
+	case c.attachRecovered(it):
 	case it.redelivered:
-		b.parkRedelivered(workCtx, it)
-	case len(b.limbo) > 0:
+		c.parkRedelivered(it)
+	case len(c.limbo) > 0:
 		// Stay behind the redeliveries that wait for the ledger: they may be older events of this lesson.
-		b.limbo = append(b.limbo, it)
+		c.limbo = append(c.limbo, it)
 	default:
-		b.admit(workCtx, it)
+		c.admit(it)
 	}
 }
 
-// deadLetterInvalid copies invalid events to the dead-letter stream and terminates them, off the loop.
-func (b *Bridge) deadLetterInvalid(workCtx context.Context, items []*item) {
-	b.workers.Add(1)
-	go func() {
-		defer b.workers.Done()
-		var done []*item
-		for _, it := range items {
-			mandator := it.mandator
-			if mandator == "" {
-				mandator = invalidMandator
-			}
-			_, err := retry(workCtx, b, "dead-letter invalid event", func(ctx context.Context) (*jetstream.PubAck, error) {
-				return b.pub.PublishDeadLetter(ctx, deadLetterFor(it, it.data, mandator, schemas.ReasonInvalidEvent, it.err.Error(), ""))
-			})
-			if err != nil {
-				continue // shutting down: the message stays unacked and returns
-			}
-			b.log.Warn("invalid event dead-lettered", zap.Uint64("streamSeq", it.seq), zap.String("subject", it.subject),
-				zap.String("mandator", it.mandator), zap.Error(it.err))
-			_ = b.signal(it, termWith(schemas.ReasonInvalidEvent))
-			b.metrics.invalid.WithLabelValues(invalidKind(it)).Inc()
-			done = append(done, it)
+// deadLetterInvalid copies an invalid event to the dead-letter stream, then terminates it.
+func (c *core) deadLetterInvalid(it *item) {
+	mandator := it.mandator
+	if mandator == "" {
+		mandator = invalidMandator
+	}
+	log := c.log.With(zap.Uint64("streamSeq", it.seq), zap.String("subject", it.subject))
+	dl := deadLetterFor(it, it.data, mandator, schemas.ReasonInvalidEvent, it.err.Error(), "")
+	c.retry("dead-letter invalid event", log, func() effect { return effect{kind: effPublishDeadLetter, deadLetter: dl} }, func(r result) {
+		switch r.kind {
+		case errNone:
+			log.Warn("invalid event dead-lettered", zap.String("mandator", it.mandator), zap.Error(it.err))
+		case errPermanent:
+			// Finding 2: never retried forever. The message stays in the input stream (Term does not
+			// delete it); the error names it.
+			log.Error("dead letter refused by the server; event terminated without a copy", zap.Error(r.err))
+			c.m.deadLetterRefused.Inc()
+		default:
+			c.fail(fmt.Errorf("consumer: dead letter of stream seq %d: %w", it.seq, r.err))
+			return
 		}
-		b.post(func() {
-			for _, it := range done {
-				delete(b.bySeq, it.seq)
-			}
-		})
-	}()
+		c.signal(termWith(schemas.ReasonInvalidEvent), it)
+		c.m.invalid.WithLabelValues(invalidKind(it)).Inc()
+		delete(c.bySeq, it.seq)
+	})
 }
 
 func invalidKind(it *item) string {
@@ -166,32 +152,5 @@ func invalidKind(it *item) string {
 		return "mandator_not_allowed"
 	default:
 		return "schema"
-	}
-}
-
-// retry runs op until it succeeds or ctx ends, backing off from 100ms to 5s. It is for NATS
-// operations that must eventually happen (publishes de-duplicated by Nats-Msg-Id, ledger writes).
-func retry[T any](ctx context.Context, b *Bridge, what string, op func(ctx context.Context) (T, error)) (T, error) {
-	wait := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		v, err := op(octx)
-		cancel()
-		if err == nil {
-			return v, nil
-		}
-		var perm permanent
-		if errors.As(err, &perm) {
-			return v, err
-		}
-		if attempt == 1 || attempt%10 == 0 {
-			b.log.Warn(what+": will retry", zap.Int("attempt", attempt), zap.Error(err))
-		}
-		select {
-		case <-ctx.Done():
-			return v, fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 5*time.Second)
 	}
 }

@@ -2,23 +2,32 @@ package consumer
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 	"github.com/lessonbridge/lessonbridge/schemas"
 )
 
+// recordVersion is the ledger record format this bridge writes and reads (finding 8). A record of
+// another version stops the bridge with an error naming the key: resubmitting its messages under
+// new JobIDs would import them twice.
+const recordVersion = 1
+
+// ErrLedgerFormat is wrapped by the error a ledger record of an unknown format stops the bridge with.
+var ErrLedgerFormat = errors.New("consumer: ledger record format")
+
 // record is a batch's crash-recovery entry in the ledger bucket (key: the batch key). It is written
 // before the submit and updated with compare-and-swap at each state change; it names the messages by
 // stream sequence, not by content, so it stays small.
 type record struct {
+	// Version is the record format (recordVersion). Records written before the format was versioned
+	// have none and are read as version 1, which has the same fields.
+	Version     int            `json:"v,omitempty"`
 	Key         string         `json:"key"`
 	Mandator    string         `json:"mandator"`
 	Action      schemas.Action `json:"action"`
@@ -32,6 +41,9 @@ type record struct {
 	Attempts    int            `json:"attempts,omitempty"`
 	// Verdict is set once the batch is settling: a restart finishes it with the same outcome.
 	Verdict *verdict `json:"verdict,omitempty"`
+	// Replaces names the record of the batch this one resubmits as new (TechnicalRetries): written
+	// before that one is deleted, so a crash in between leaves both, and the older one is void.
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // verdict is what a settling batch's outcome says beyond what the batch itself holds (its JobIDs,
@@ -69,7 +81,7 @@ type recordJob struct {
 }
 
 func (bt *batch) record() *record {
-	r := &record{Key: bt.key, Mandator: bt.mandator, Action: bt.action, State: bt.state, BatchID: bt.batchID,
+	r := &record{Version: recordVersion, Verdict: bt.verdict, Replaces: bt.replaces, Key: bt.key, Mandator: bt.mandator, Action: bt.action, State: bt.state, BatchID: bt.batchID,
 		Created: bt.created, SubmittedAt: bt.submittedAt, AcceptedAt: bt.acceptedAt, Attempts: bt.attempts}
 	for i, j := range bt.jobs {
 		rj := recordJob{JobID: j.JobID, Seqs: bt.jobSeqs[i]}
@@ -84,49 +96,108 @@ func (bt *batch) record() *record {
 	return r
 }
 
-// ledgerCreate writes a new record. Writes are idempotent: a KV write that timed out may still have
-// happened, so when the retry finds the key already holding exactly this value, that revision is ours.
-func (b *Bridge) ledgerCreate(ctx context.Context, r *record) (uint64, error) {
-	v, err := json.Marshal(r)
-	if err != nil {
-		return 0, err
+// parseRecord decodes one ledger value.
+func parseRecord(key string, v []byte) (*record, error) {
+	r := &record{}
+	if err := json.Unmarshal(v, r); err != nil {
+		return nil, fmt.Errorf("%w: record %s is not readable (%v); check the batch and remove the record by hand", ErrLedgerFormat, key, err)
 	}
-	rev, err := b.topo.ledger.Create(ctx, r.Key, v)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return b.ledgerAlreadyWritten(ctx, r.Key, v, err)
+	if r.Version == 0 {
+		r.Version = 1
 	}
-	return rev, err
+	if r.Version != recordVersion {
+		return nil, fmt.Errorf("%w: record %s has version %d, this bridge reads version %d; run a bridge that knows it, or check the batch and remove the record by hand",
+			ErrLedgerFormat, key, r.Version, recordVersion)
+	}
+	if r.Key != key {
+		return nil, fmt.Errorf("%w: record under key %s names key %q", ErrLedgerFormat, key, r.Key)
+	}
+	return r, nil
 }
 
-// ledgerUpdate replaces a record by compare-and-swap on rev (see ledgerCreate for idempotence).
-func (b *Bridge) ledgerUpdate(ctx context.Context, r *record, rev uint64) (uint64, error) {
-	v, err := json.Marshal(r)
-	if err != nil {
-		return 0, err
+func (c *core) parseRecords(raw []rawRecord) ([]*record, []uint64, error) {
+	var recs []*record
+	var revs []uint64
+	for _, e := range raw {
+		r, err := parseRecord(e.key, e.value)
+		if err != nil {
+			return nil, nil, err
+		}
+		recs = append(recs, r)
+		revs = append(revs, e.rev)
 	}
-	newRev, err := b.topo.ledger.Update(ctx, r.Key, v, rev)
-	if err != nil {
-		return b.ledgerAlreadyWritten(ctx, r.Key, v, err)
-	}
-	return newRev, nil
+	return recs, revs, nil
 }
 
-func (b *Bridge) ledgerAlreadyWritten(ctx context.Context, key string, v []byte, cause error) (uint64, error) {
-	e, err := b.topo.ledger.Get(ctx, key)
-	if err == nil && bytes.Equal(e.Value(), v) {
-		return e.Revision(), nil
+// ledgerWrite writes bt's record: a create when it has none yet, else a compare-and-swap update on
+// its revision. Finding 4: a write that failed (timeout) or conflicted is read back: our value
+// there means it happened; the revision we expected still there (or no key, for a create) means
+// it did not, and it is tried again; anything else means another instance changed the record (a
+// takeover): bt is released without acks, its messages left to that instance.
+func (c *core) ledgerWrite(bt *batch, what string, then func()) {
+	v, err := json.Marshal(bt.record())
+	if err != nil {
+		c.fail(fmt.Errorf("consumer: encode ledger record %s: %w", bt.key, err))
+		return
 	}
-	if err == nil {
-		// Someone else changed the record: another instance took the batch over. Retrying cannot help.
-		return 0, permanent{fmt.Errorf("ledger record %s changed by someone else: %w", key, cause)}
+	prev := bt.ledgerRev
+	attempt := 0
+	wait := 100 * time.Millisecond
+	var try func()
+	retryLater := func(cause error) {
+		if attempt >= natsAttempts {
+			c.fail(fmt.Errorf("consumer: %s %s: %w", what, bt.key, cause))
+			return
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			bt.log.Warn(what+": will retry", zap.Int("attempt", attempt), zap.Error(cause))
+		}
+		c.after(wait, try)
+		wait = min(wait*2, 5*time.Second)
 	}
-	return 0, fmt.Errorf("ledger record %s: %w", key, cause)
+	try = func() {
+		attempt++
+		e := effect{kind: effLedgerCreate, key: bt.key, value: v}
+		if prev != 0 {
+			e = effect{kind: effLedgerUpdate, key: bt.key, value: v, rev: prev}
+		}
+		c.do(e, func(r result) {
+			if bt.dead {
+				return
+			}
+			switch r.kind {
+			case errNone:
+				bt.ledgerRev = r.rev
+				then()
+				return
+			case errPermanent:
+				c.fail(fmt.Errorf("consumer: %s %s: %w", what, bt.key, r.err))
+				return
+			}
+			cause := r.err
+			c.do(effect{kind: effLedgerGet, key: bt.key}, func(g result) {
+				if bt.dead {
+					return
+				}
+				switch {
+				case g.kind == errNone && bytes.Equal(g.value, v):
+					bt.ledgerRev = g.rev // it happened
+					then()
+				case g.kind == errNone && prev != 0 && g.rev == prev, g.kind == errNotFound && prev == 0:
+					retryLater(cause) // it did not happen
+				case g.kind == errNone || g.kind == errNotFound:
+					bt.log.Error("batch taken over by another instance; leaving its messages to it",
+						zap.String("write", what), zap.Uint64("expectedRevision", prev), zap.Uint64("foundRevision", g.rev), zap.Error(cause))
+					c.m.takenOver.Inc()
+					c.released(bt, true)
+				default:
+					retryLater(fmt.Errorf("%v; reading it back: %w", cause, g.err))
+				}
+			})
+		})
+	}
+	try()
 }
-
-// permanent marks an error that retry must not retry.
-type permanent struct{ error }
-
-func (p permanent) Unwrap() error { return p.error }
 
 // recovering is a ledger record of a batch this process did not start (found at start, or after a
 // takeover from a dead instance) whose messages are coming back. Its batch holds the gate for the
@@ -139,138 +210,218 @@ type recovering struct {
 	deadline time.Time
 }
 
-// loadLedger reads every record of the ledger bucket.
-func (b *Bridge) loadLedger(ctx context.Context) ([]*record, []uint64, error) {
-	lister, err := b.topo.ledger.ListKeys(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("consumer: list ledger: %w", err)
-	}
-	var recs []*record
-	var revs []uint64
-	for key := range lister.Keys() {
-		e, err := b.topo.ledger.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("consumer: ledger record %s: %w", key, err)
-		}
-		r := &record{}
-		if err := json.Unmarshal(e.Value(), r); err != nil || r.Key != key {
-			b.log.Error("unreadable ledger record left alone", zap.String("batchKey", key), zap.Error(err))
-			continue
-		}
-		recs = append(recs, r)
-		revs = append(revs, e.Revision())
-	}
-	return recs, revs, nil
-}
-
-// recover loads the open records of the ledger at start. Their messages return after AckWait (they
-// were never acked) and are attached by stream sequence; see attachRecovered.
-func (b *Bridge) recover(ctx context.Context) error {
-	recs, revs, err := b.loadLedger(ctx)
-	if err != nil {
-		return err
-	}
-	n := b.indexRecords(recs, revs)
-	b.metrics.ledgerRecords.Set(float64(n))
-	return nil
-}
-
 // indexRecords registers records of batches this process does not work on and returns how many.
-func (b *Bridge) indexRecords(recs []*record, revs []uint64) int {
+func (c *core) indexRecords(recs []*record, revs []uint64) int {
 	n := 0
-	deadline := b.now().Add(2*b.ackWait + b.cfg.Heartbeat)
+	deadline := c.now.Add(2*c.ackWait + c.heartbeat)
+	replaced := map[string]bool{}
+	for _, r := range recs {
+		if r.Replaces != "" {
+			replaced[r.Replaces] = true
+		}
+	}
 	for i, r := range recs {
-		if b.batches[r.Key] != nil || b.settledKeys[r.Key] {
+		if c.batches[r.Key] != nil || c.settledKeys[r.Key] || c.floorWaits[r.Key] != nil {
 			continue // ours: working on it, or settled it after the ledger was read
+		}
+		if replaced[r.Key] {
+			// Its batch was resubmitted as new by the record that names it; that one settles the
+			// messages. This one was to be deleted.
+			c.log.Info("ledger record replaced by a resubmission; removing it", zap.String("batchKey", r.Key))
+			c.deleteRecordOf(r.Key, revs[i], c.log, func() {})
+			continue
 		}
 		bt := &batch{key: r.Key, mandator: r.Mandator, action: r.Action, state: r.State, batchID: r.BatchID,
 			created: r.Created, submittedAt: r.SubmittedAt, acceptedAt: r.AcceptedAt, attempts: r.Attempts,
-			ledgerRev: revs[i], ambiguous: true}
-		bt.setLogger(b.log)
+			ledgerRev: revs[i], ambiguous: true, verdict: r.Verdict, accOutage: c.outage}
+		bt.setLogger(c.log)
 		for _, j := range r.Jobs {
 			bt.jobs = append(bt.jobs, jobmanager.Job{JobID: j.JobID})
 			for _, l := range j.Lessons {
 				k := lessonKey{r.Mandator, l}
 				bt.lessons = append(bt.lessons, &pendingLesson{key: k})
-				st := b.lessons[k]
-				if st == nil {
-					st = &lessonState{}
-					b.lessons[k] = st
+				if r.State == stateSettling {
+					continue // never reaches JobManager again: holds no lesson
 				}
-				st.inflight = bt
+				if st := c.lessons[k]; st != nil && st.inflight != nil {
+					bt.log.Warn("lesson of a recovered record is in flight here already; the record holds it when that batch lets go",
+						zap.String("lessonId", l), zap.String("inFlightBatchKey", st.inflight.key))
+					c.m.orderRisk.Inc()
+					c.missed[k] = append(c.missed[k], bt) // it takes the lesson over when that batch lets go
+					continue
+				}
+				c.hold(k, bt)
 			}
 		}
 		rc := &recovering{rec: r, rev: revs[i], bt: bt, items: map[uint64]*item{}, deadline: deadline}
 		for _, s := range r.Seqs {
-			b.recoverBySeq[s] = rc
+			c.recoverBySeq[s] = rc
 		}
-		b.batches[r.Key] = bt
-		b.recovering[r.Key] = rc
+		c.batches[r.Key] = bt
+		c.recovering[r.Key] = rc
 		n++
 		bt.log.Info("open batch found in ledger; waiting for its messages", zap.String("state", string(r.State)),
 			zap.Int("events", len(r.Seqs)))
 	}
-	b.metrics.inFlight.Set(float64(len(b.batches)))
+	if n > 0 {
+		c.at(deadline, c.expireRecovery)
+	}
+	c.m.inFlight.Set(float64(len(c.batches)))
 	return n
 }
 
+// reconcile brings the recovered records up to date with a fresh read of the ledger: one that is
+// gone was settled by its owner (its lessons are free, what came back of it is settled without a
+// record: the outcome is de-duplicated by its id); one that changed is acted on as it is now.
+// A record that a fresh one replaces (a resubmission as new) is void: its placeholder goes and
+// the messages that came back to it are returned, to attach to the replacing record.
+func (c *core) reconcile(recs []*record, revs []uint64) []*item {
+	now := map[string]int{}
+	replaced := map[string]bool{}
+	for i, r := range recs {
+		now[r.Key] = i
+		if r.Replaces != "" {
+			replaced[r.Replaces] = true
+		}
+	}
+	named := map[uint64]bool{}
+	for _, r := range recs {
+		for _, q := range r.Seqs {
+			named[q] = true
+		}
+	}
+	var orphans []*item
+	for _, k := range sortedKeys(c.recovering) {
+		rc := c.recovering[k]
+		i, ok := now[k]
+		renamed := false
+		for q := range rc.items {
+			renamed = renamed || named[q]
+		}
+		switch {
+		case replaced[k] || (!ok && renamed):
+			c.forgetRecovery(rc)
+			rc.bt.log.Info("recovered record was replaced by a resubmission; its messages go to the new record")
+			for _, s := range rc.rec.Seqs {
+				if it := rc.items[s]; it != nil {
+					orphans = append(orphans, it)
+				}
+			}
+			c.released(rc.bt, true)
+		case !ok && len(rc.items) > 0:
+			rc.bt.ledgerRev = 0
+			c.forgetRecovery(rc)
+			c.resumeFrom(rc)
+		case !ok:
+			c.forgetRecovery(rc)
+			rc.bt.log.Info("recovered record is gone from the ledger (settled by its owner)")
+			c.released(rc.bt, true)
+		case revs[i] != rc.rev:
+			c.refresh(rc, recs[i], revs[i])
+		}
+	}
+	return orphans
+}
+
 // attachRecovered takes a message that belongs to a recovered record; when the record's messages are
-// all back, the batch resumes: polling when it was accepted (never resubmitted), resubmitting with
-// the same JobIDs when it was only recorded (in doubt if JobManager then names them duplicates).
-func (b *Bridge) attachRecovered(workCtx context.Context, it *item) bool {
-	rc := b.recoverBySeq[it.seq]
+// all back, the batch resumes.
+func (c *core) attachRecovered(it *item) bool {
+	rc := c.recoverBySeq[it.seq]
 	if rc == nil {
 		return false
 	}
 	rc.items[it.seq] = it
 	if len(rc.items) == len(rc.rec.Seqs) {
-		b.resume(workCtx, rc)
+		c.resume(rc)
 	}
 	return true
 }
 
 // parkRedelivered holds a redelivered message that no batch of ours knows until the ledger has been
 // read again: it may belong to a batch of an instance that died (a takeover).
-func (b *Bridge) parkRedelivered(workCtx context.Context, it *item) {
-	b.limbo = append(b.limbo, it)
-	if b.reloading {
+func (c *core) parkRedelivered(it *item) {
+	c.limbo = append(c.limbo, it)
+	c.reload()
+}
+
+// reload reads the ledger again (once at a time) and then routes what waits for it: the limbo,
+// and recovered batches whose record was gone when they resumed.
+func (c *core) reload() {
+	if c.reloading {
 		return
 	}
-	b.reloading = true
-	clear(b.settledKeys)
-	b.workers.Add(1)
-	go func() {
-		defer b.workers.Done()
-		type snapshot struct {
-			recs []*record
-			revs []uint64
-		}
-		snap, err := retry(workCtx, b, "reload ledger", func(ctx context.Context) (snapshot, error) {
-			recs, revs, err := b.loadLedger(ctx)
-			return snapshot{recs, revs}, err
-		})
-		if err != nil {
+	c.reloading = true
+	clear(c.settledKeys)
+	c.retry("reload ledger", c.log, func() effect { return effect{kind: effLedgerList} }, func(r result) {
+		c.reloading = false
+		defer clear(c.settledKeys)
+		if r.kind != errNone {
+			c.fail(fmt.Errorf("consumer: read ledger bucket %s: %w", c.cfg.LedgerBucket, r.err))
 			return
 		}
-		recs, revs := snap.recs, snap.revs
-		b.post(func() {
-			b.reloading = false
-			defer clear(b.settledKeys)
-			if n := b.indexRecords(recs, revs); n > 0 {
-				b.log.Warn("taking over open batches of another instance", zap.Int("batches", n))
+		recs, revs, err := c.parseRecords(r.records)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		orphans := c.reconcile(recs, revs)
+		named := map[uint64]bool{}
+		for _, r := range recs {
+			for _, q := range r.Seqs {
+				named[q] = true
 			}
-			parked := b.limbo
-			b.limbo = nil
-			for _, it := range parked {
-				if !b.attachRecovered(workCtx, it) {
-					b.admit(workCtx, it)
+		}
+		replaced := map[string]bool{}
+		at := map[string]int{}
+		for i, r := range recs {
+			at[r.Key] = i
+			if r.Replaces != "" {
+				replaced[r.Replaces] = true
+			}
+		}
+		gone := c.goneRC
+		c.goneRC = nil
+		for _, rc := range gone {
+			if rc.bt.dead {
+				continue
+			}
+			if i, ok := at[rc.rec.Key]; ok && !replaced[rc.rec.Key] {
+				if revs[i] != rc.rev {
+					c.refresh(rc, recs[i], revs[i])
 				}
+				c.resumeFrom(rc)
+				continue
 			}
-		})
-	}()
+			renamed := replaced[rc.rec.Key]
+			for q := range rc.items {
+				renamed = renamed || named[q]
+			}
+			if renamed { // resubmitted as new under another record: its messages go there
+				for _, q := range rc.rec.Seqs {
+					if it := rc.items[q]; it != nil {
+						orphans = append(orphans, it)
+					}
+				}
+				c.released(rc.bt, true)
+				continue
+			}
+			rc.bt.ledgerRev = 0 // settled by its owner: finish from the snapshot, outcome de-duplicated
+			c.resumeFrom(rc)
+		}
+		if n := c.indexRecords(recs, revs); n > 0 {
+			c.log.Warn("taking over open batches of another instance", zap.Int("batches", n))
+		}
+		parked := append(orphans, c.limbo...)
+		c.limbo = nil
+		for _, it := range parked {
+			if c.phase != phaseRunning {
+				break // drained() naks what is held
+			}
+			if !c.attachRecovered(it) {
+				c.admit(it)
+			}
+		}
+	})
 }
 
 // expireRecovery looks at records whose messages did not all come back within the recovery window.
@@ -278,78 +429,82 @@ func (b *Bridge) parkRedelivered(workCtx context.Context, it *item) {
 // the window alone decides nothing: the consumer's ack floor does. A missing message at or below it
 // was acked or terminated (the batch was settling when the process died); one above it is still on
 // its way, and the record waits another AckWait.
-func (b *Bridge) expireRecovery(workCtx context.Context, now time.Time) {
-	if b.floorProbe {
-		return
-	}
-	due := false
-	for _, rc := range b.recovering {
-		if !now.Before(rc.deadline) {
-			due = true
-			break
-		}
-	}
-	if !due {
+func (c *core) expireRecovery() {
+	if c.floorProbe || c.phase == phaseDone {
 		return
 	}
 	var keys []string
-	for k, rc := range b.recovering {
-		if !now.Before(rc.deadline) {
+	for k, rc := range c.recovering {
+		if !c.now.Before(rc.deadline) {
 			keys = append(keys, k)
 		}
 	}
-	b.floorProbe = true
-	b.workers.Add(1)
-	go func() {
-		defer b.workers.Done()
-		ctx, cancel := context.WithTimeout(workCtx, 10*time.Second)
-		defer cancel()
-		info, err := b.topo.consumer.Info(ctx)
-		// A record that is gone was settled by its owner (or by us) after it was indexed.
-		gone := map[string]bool{}
+	if len(keys) == 0 {
+		return
+	}
+	sortStrings(keys)
+	c.floorProbe = true
+	c.do(effect{kind: effConsumerInfo}, func(info result) {
+		// The records as they are now: one that is gone was settled by its owner (or by us) after it
+		// was indexed; one that changed is acted on as it is now (finding 7).
+		cur := map[string]*result{}
+		left := len(keys)
 		for _, k := range keys {
-			if _, gerr := b.topo.ledger.Get(ctx, k); errors.Is(gerr, jetstream.ErrKeyNotFound) {
-				gone[k] = true
-			}
+			c.do(effect{kind: effLedgerGet, key: k}, func(g result) {
+				cur[k] = &g
+				left--
+				if left > 0 {
+					return
+				}
+				c.floorProbe = false
+				if info.kind != errNone {
+					c.log.Warn("consumer info for recovered batches", zap.Error(info.err))
+					c.postponeRecovery()
+					return
+				}
+				c.applyAckFloor(info.info.ackFloor, cur)
+			})
 		}
-		b.post(func() {
-			b.floorProbe = false
-			if err != nil {
-				b.log.Warn("consumer info for recovered batches", zap.Error(err))
-				b.postponeRecovery(b.now())
-				return
-			}
-			b.applyAckFloor(workCtx, info.AckFloor.Stream, gone)
-		})
-	}()
+	})
 }
 
-func (b *Bridge) postponeRecovery(now time.Time) {
-	for _, rc := range b.recovering {
-		if !now.Before(rc.deadline) {
-			rc.deadline = now.Add(b.ackWait)
+func (c *core) postponeRecovery() {
+	for _, rc := range c.recovering {
+		if !c.now.Before(rc.deadline) {
+			rc.deadline = c.now.Add(c.ackWait)
 		}
 	}
+	c.after(c.ackWait, c.expireRecovery)
 }
 
 // applyAckFloor finishes the due records whose missing messages are all at or below floor, and
 // forgets those that are gone from the ledger.
-func (b *Bridge) applyAckFloor(workCtx context.Context, floor uint64, gone map[string]bool) {
-	now := b.now()
-	for _, rc := range b.recovering {
-		if now.Before(rc.deadline) {
+func (c *core) applyAckFloor(floor uint64, cur map[string]*result) {
+	later := false
+	for _, k := range sortedKeys(c.recovering) {
+		rc := c.recovering[k]
+		if c.now.Before(rc.deadline) {
 			continue
 		}
-		if gone[rc.rec.Key] {
+		g := cur[k]
+		if g != nil && g.kind == errNone && g.rev != rc.rev {
+			r, err := parseRecord(k, g.value)
+			if err != nil {
+				c.fail(err)
+				return
+			}
+			c.refresh(rc, r, g.rev)
+		}
+		if g != nil && g.kind == errNotFound {
 			if len(rc.items) > 0 {
 				// Settle what came back without a ledger record: the outcome is de-duplicated by its id.
 				rc.bt.ledgerRev = 0
-				b.resume(workCtx, rc)
+				c.resume(rc)
 				continue
 			}
-			b.forgetRecovery(rc)
+			c.forgetRecovery(rc)
 			rc.bt.log.Info("recovered record is gone from the ledger (settled by its owner)")
-			b.dropPlaceholder(workCtx, rc.bt)
+			c.released(rc.bt, true)
 			continue
 		}
 		waiting := 0
@@ -358,62 +513,88 @@ func (b *Bridge) applyAckFloor(workCtx context.Context, floor uint64, gone map[s
 				waiting++
 			}
 		}
+		if waiting > 0 && rc.rec.State == stateSettling && rc.bt.verdict != nil && len(rc.items) > 0 {
+			// Its outcome is decided: settle what came back now. Holding it would keep the ack floor
+			// from passing the missing ones, which may have been acked long ago. The record stays
+			// (partial) until the floor shows the missing ones acknowledged.
+			rc.bt.log.Info("settling the messages of a settling record that came back; the others are still out",
+				zap.Int("waiting", waiting), zap.Int("back", len(rc.items)), zap.Uint64("ackFloor", floor))
+			rc.bt.partial = true
+			c.forgetRecovery(rc)
+			c.resumeFrom(rc)
+			continue
+		}
 		if waiting > 0 {
-			rc.deadline = now.Add(b.ackWait)
+			rc.deadline = c.now.Add(c.ackWait)
+			later = true
 			rc.bt.log.Info("recovered batch still waits for its messages", zap.Int("waiting", waiting),
 				zap.Int("back", len(rc.items)), zap.Uint64("ackFloor", floor))
 			continue
 		}
 		if len(rc.items) > 0 {
-			b.resume(workCtx, rc)
+			c.resume(rc)
 			continue
 		}
-		b.forgetRecovery(rc)
-		ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
-		err := b.topo.ledger.Delete(ctx, rc.rec.Key, jetstream.LastRevision(rc.rev))
-		cancel()
-		rc.bt.log.Info("ledger record of a settled batch removed (all its messages were acknowledged)", zap.Error(err))
-		b.dropPlaceholder(workCtx, rc.bt)
+		c.forgetRecovery(rc)
+		bt := rc.bt
+		bt.log.Info("removing the ledger record of a settled batch (all its messages were acknowledged)")
+		c.deleteRecordOf(rc.rec.Key, rc.rev, bt.log, func() {})
+		c.released(bt, true)
+	}
+	if later {
+		c.after(c.ackWait, c.expireRecovery)
 	}
 }
 
-// dropPlaceholder removes a recovered batch that has nothing to do and frees its lessons.
-func (b *Bridge) dropPlaceholder(workCtx context.Context, bt *batch) {
-	delete(b.batches, bt.key)
-	for _, p := range bt.lessons {
-		b.release(workCtx, p.key)
-	}
-}
-
-func (b *Bridge) nextRecoveryDeadline() time.Time {
-	var next time.Time
-	for _, rc := range b.recovering {
-		if next.IsZero() || rc.deadline.Before(next) {
-			next = rc.deadline
-		}
-	}
-	return next
-}
-
-func (b *Bridge) forgetRecovery(rc *recovering) {
-	delete(b.recovering, rc.rec.Key)
+func (c *core) forgetRecovery(rc *recovering) {
+	delete(c.recovering, rc.rec.Key)
 	for _, s := range rc.rec.Seqs {
-		if b.recoverBySeq[s] == rc {
-			delete(b.recoverBySeq, s)
+		if c.recoverBySeq[s] == rc {
+			delete(c.recoverBySeq, s)
 		}
 	}
 }
 
-// resume turns a recovered record whose messages came back into a working batch.
-func (b *Bridge) resume(workCtx context.Context, rc *recovering) {
-	b.forgetRecovery(rc)
+// resume turns a recovered record whose messages came back into a working batch. Finding 7: it acts
+// on the record as it is now, not on the snapshot it was indexed from: the record is read again,
+// and a newer revision (another instance moved the batch on meanwhile) replaces the snapshot.
+func (c *core) resume(rc *recovering) {
+	c.forgetRecovery(rc)
+	if rc.bt.ledgerRev == 0 {
+		c.resumeFrom(rc)
+		return
+	}
+	// The whole ledger, not just this key: it may have been resubmitted as new under another
+	// record (which names it in Replaces) or settled by its owner (gone).
+	c.goneRC = append(c.goneRC, rc)
+	c.reload()
+}
+
+// refresh replaces a recovered record's snapshot by its current revision.
+func (c *core) refresh(rc *recovering, cur *record, rev uint64) {
+	bt := rc.bt
+	bt.log.Warn("ledger record changed since it was read; acting on the current one",
+		zap.String("was", string(rc.rec.State)), zap.String("now", string(cur.State)),
+		zap.Uint64("readRevision", rc.rev), zap.Uint64("currentRevision", rev))
+	rc.rec, rc.rev = cur, rev
+	bt.state, bt.batchID, bt.acceptedAt, bt.submittedAt, bt.verdict = cur.State, cur.BatchID, cur.AcceptedAt, cur.SubmittedAt, cur.Verdict
+	bt.attempts, bt.ledgerRev = cur.Attempts, rev
+	bt.setLogger(c.log)
+	if cur.State == stateSettling {
+		for _, p := range bt.lessons {
+			c.unhold(p.key, bt) // a settling batch never reaches JobManager again
+		}
+	}
+}
+
+func (c *core) resumeFrom(rc *recovering) {
 	r, bt := rc.rec, rc.bt
 	byLesson := map[lessonKey]*pendingLesson{}
 	for _, p := range bt.lessons {
 		byLesson[p.key] = p
 	}
 	complete := len(rc.items) == len(r.Seqs)
-	bt.jobs = bt.jobs[:0]
+	bt.jobs, bt.jobSeqs, bt.items = bt.jobs[:0], nil, nil
 	for _, j := range r.Jobs {
 		job := jobmanager.Job{JobID: j.JobID}
 		var seqs []uint64
@@ -446,20 +627,22 @@ func (b *Bridge) resume(workCtx context.Context, rc *recovering) {
 		}
 	}
 	switch {
-	case bt.state == stateSettling && r.Verdict != nil:
-		b.settle(workCtx, bt, r.Verdict.outcome(bt))
+	case bt.state == stateSettling && bt.verdict != nil:
+		c.settle(bt, bt.verdict.outcome(bt))
 	case bt.state == stateAccepted:
 		bt.log.Info("resuming an accepted batch: polling, never resubmitting", zap.Int("events", len(bt.items)))
-		b.schedulePoll(bt, b.now(), 0)
+		bt.accOutage = c.outage
+		c.schedulePoll(bt, 0)
 	case complete:
 		bt.log.Warn("resubmitting a recorded batch with its JobIDs; a duplicate answer means the first submit went through",
 			zap.Int("events", len(bt.items)))
-		b.metrics.resubmits.Inc()
+		c.m.resubmits.Inc()
 		bt.state = stateRecorded
-		b.startSubmit(workCtx, bt)
+		c.queueSubmit(bt)
 	default:
+		bt.state = stateRecorded
 		bt.log.Error("recorded batch came back incomplete; not resubmitted", zap.Int("events", len(bt.items)), zap.Int("recorded", len(r.Seqs)))
-		b.settle(workCtx, bt, outcomeFor(bt, schemas.ReasonInDoubt, schemas.ErrorClassTechnical, "",
+		c.settle(bt, outcomeFor(bt, schemas.ReasonInDoubt, schemas.ErrorClassTechnical, "",
 			[]string{fmt.Sprintf("only %d of %d events of the recorded batch came back after a restart", len(bt.items), len(r.Seqs))}))
 	}
 }

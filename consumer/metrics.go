@@ -29,9 +29,14 @@ type Metrics struct {
 	// (set where events are parked and where the barrier opens).
 	barrierParked prometheus.Gauge
 	// authFailing is 1 while JobManager's last answer was an authentication failure (401/403
-	// after the token was re-read), 0 after the next answer that was not (set where submit and
-	// poll answers are classified).
-	authFailing prometheus.Gauge
+	// after the token was re-read), 0 after the next answer that was not (set by the breaker,
+	// core.go jmAnswered).
+	authFailing       prometheus.Gauge
+	breakerOpen       prometheus.Gauge
+	breakerTrips      *prometheus.CounterVec
+	deadLetterRefused prometheus.Counter
+	takenOver         prometheus.Counter
+	orderRisk         prometheus.Counter
 }
 
 func newMetrics() *Metrics {
@@ -72,6 +77,16 @@ func newMetrics() *Metrics {
 			Help: "Events parked at the start-up barrier until another instance's messages are back (0: barrier open)."}),
 		authFailing: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "jobmanager_auth_failing",
 			Help: "1 while JobManager's last answer was an authentication failure (401/403 after re-reading the token), else 0."}),
+		breakerOpen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "jobmanager_breaker_open",
+			Help: "1 while JobManager refuses our credentials or is unreachable: submits and polls wait, messages stay held."}),
+		breakerTrips: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "jobmanager_breaker_trips_total",
+			Help: "Times the JobManager circuit breaker opened, by reason (unauthorized, unreachable)."}, []string{"reason"}),
+		deadLetterRefused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "deadletters_refused_total",
+			Help: "Dead letters the server refused permanently; the event was terminated without a copy (it stays in the input stream)."}),
+		takenOver: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "batches_taken_over_total",
+			Help: "Batches whose ledger record another instance changed; their messages were left to it."}),
+		orderRisk: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "recovered_lessons_in_flight_total",
+			Help: "Lessons of a recovered ledger record that were in flight here already (per-lesson order across a takeover not guaranteed)."}),
 	}
 }
 
@@ -79,7 +94,8 @@ func newMetrics() *Metrics {
 func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.batches, m.submitLatency,
 		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits, m.techResubmits,
-		m.paused, m.barrierParked, m.authFailing} {
+		m.paused, m.barrierParked, m.authFailing,
+		m.breakerOpen, m.breakerTrips, m.deadLetterRefused, m.takenOver, m.orderRisk} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"container/heap"
-	"context"
 	"errors"
 	"time"
 
@@ -38,55 +37,62 @@ func (h *pollHeap) Pop() any {
 
 // schedulePoll puts bt on the heap for its next poll: the schedule's wait for this poll (the last
 // repeats), jittered, but not before retryAfter.
-func (b *Bridge) schedulePoll(bt *batch, now time.Time, retryAfter time.Duration) {
-	s := b.cfg.PollSchedule
-	d := b.jitter(s[min(bt.polls, len(s)-1)])
+func (c *core) schedulePoll(bt *batch, retryAfter time.Duration) {
+	if bt.dead || c.phase == phaseDone {
+		return
+	}
+	s := c.cfg.PollSchedule
+	d := c.jitter(s[min(bt.polls, len(s)-1)])
 	if retryAfter > d {
 		d = retryAfter
 	}
-	bt.nextPoll = now.Add(d)
-	heap.Push(&b.polls, bt)
+	bt.nextPoll = c.now.Add(d)
+	heap.Push(&c.polls, bt)
+	c.at(bt.nextPoll, func() {})
 }
 
-// startDuePolls starts a poll for every due batch, as far as the poll concurrency allows.
-func (b *Bridge) startDuePolls(workCtx context.Context, now time.Time) {
-	for len(b.polls) > 0 && !b.polls[0].nextPoll.After(now) && b.pollsRun < b.cfg.MaxConcurrentPolls {
-		bt := heap.Pop(&b.polls).(*batch)
-		b.pollsRun++
+// pumpPolls starts a poll for every due batch, as far as the poll concurrency and the breaker allow.
+func (c *core) pumpPolls() {
+	for len(c.polls) > 0 && !c.polls[0].nextPoll.After(c.now) && c.pollsRun < c.cfg.MaxConcurrentPolls {
+		if c.polls[0].dead {
+			heap.Pop(&c.polls)
+			continue
+		}
+		if !c.jmMayCall() {
+			return
+		}
+		bt := heap.Pop(&c.polls).(*batch)
+		c.pollsRun++
 		bt.polls++
-		mandator, id := bt.mandator, bt.batchID
-		b.workers.Add(1)
-		go func() {
-			defer b.workers.Done()
-			t0 := time.Now()
-			st, err := b.jm.Batch(workCtx, mandator, id)
-			b.metrics.pollLatency.Observe(time.Since(t0).Seconds())
-			b.metrics.jmResponses.WithLabelValues("status", statusLabel(err)).Inc()
-			if workCtx.Err() != nil {
-				return
-			}
-			b.post(func() {
-				b.pollsRun--
-				b.onPoll(workCtx, bt, st, err)
-			})
-		}()
+		c.do(effect{kind: effPoll, key: bt.key, mandator: bt.mandator, batchID: bt.batchID}, func(r result) {
+			c.pollsRun--
+			c.onPoll(bt, r)
+		})
 	}
 }
 
 // onPoll decides what a status answer means for the batch.
-func (b *Bridge) onPoll(workCtx context.Context, bt *batch, st *jobmanager.BatchStatus, err error) {
-	now := b.now()
-	age := now.Sub(bt.acceptedAt)
-	if err != nil {
+func (c *core) onPoll(bt *batch, r result) {
+	global := c.jmAnswered(r.err)
+	if bt.dead || c.batches[bt.key] != bt {
+		return
+	}
+	if global {
+		bt.polls-- // Finding 9: not the batch's poll; nothing times out while the breaker is open
+		c.schedulePoll(bt, 0)
+		return
+	}
+	age := c.elapsed(bt.acceptedAt, bt.accOutage)
+	if err := r.err; err != nil {
 		var je *jobmanager.Error
 		var retryAfter time.Duration
 		if errors.As(err, &je) {
 			retryAfter = je.RetryAfter
 		}
 		if errors.Is(err, jobmanager.ErrNotFound) {
-			if age >= b.cfg.NotFoundGrace {
-				bt.log.Error("batch unknown to JobManager past the grace period", zap.Duration("grace", b.cfg.NotFoundGrace), zap.Int("polls", bt.polls))
-				b.settle(workCtx, bt, outcomeFor(bt, schemas.ReasonBatchUnknown, schemas.ErrorClassTechnical, "",
+			if age >= c.cfg.NotFoundGrace {
+				bt.log.Error("batch unknown to JobManager past the grace period", zap.Duration("grace", c.cfg.NotFoundGrace), zap.Int("polls", bt.polls))
+				c.settle(bt, outcomeFor(bt, schemas.ReasonBatchUnknown, schemas.ErrorClassTechnical, "",
 					[]string{"status answered 404 for " + age.Round(time.Millisecond).String() + " after the submit was accepted"}))
 				return
 			}
@@ -94,12 +100,13 @@ func (b *Bridge) onPoll(workCtx context.Context, bt *batch, st *jobmanager.Batch
 		} else {
 			bt.log.Warn("status poll failed", zap.Int("polls", bt.polls), zap.Error(err))
 		}
-		if b.pollTimedOut(workCtx, bt, age) {
+		if c.pollTimedOut(bt, age) {
 			return
 		}
-		b.schedulePoll(bt, now, retryAfter)
+		c.schedulePoll(bt, retryAfter)
 		return
 	}
+	st := r.status
 	if st.ImportStatus != bt.lastStatus {
 		if !st.ImportStatus.Known() {
 			bt.log.Warn("unknown ImportStatus; treated as not terminal", zap.String("importStatus", string(st.ImportStatus)))
@@ -113,34 +120,34 @@ func (b *Bridge) onPoll(workCtx context.Context, bt *batch, st *jobmanager.Batch
 	}
 	switch st.ImportStatus {
 	case jobmanager.StatusLessonsCreated:
-		b.settle(workCtx, bt, outcomeFor(bt, "", "", string(st.ImportStatus), nil))
+		c.settle(bt, outcomeFor(bt, "", "", string(st.ImportStatus), nil))
 	case jobmanager.StatusLessonsImportFailed:
 		reason, class := schemas.ReasonImportFailed, schemas.ErrorClassData
-		if b.cfg.MessageRules.Classify(st.ErrorMessages) == jobmanager.ClassTechnical {
+		if c.cfg.MessageRules.Classify(st.ErrorMessages) == jobmanager.ClassTechnical {
 			class = schemas.ErrorClassTechnical
 		}
 		if bt.ambiguous && containsAll(jobmanager.DuplicateJobIDs(st.ErrorMessages), bt.jobIDs()) {
 			reason, class = schemas.ReasonInDoubt, schemas.ErrorClassTechnical
-		} else if class == schemas.ErrorClassTechnical && bt.techRetries < b.cfg.TechnicalRetries && !b.stopping {
-			b.resubmitAsNew(workCtx, bt, st.ErrorMessages)
+		} else if class == schemas.ErrorClassTechnical && bt.techRetries < c.cfg.TechnicalRetries && c.phase == phaseRunning {
+			c.resubmitAsNew(bt, st.ErrorMessages)
 			return
 		}
-		b.settle(workCtx, bt, outcomeFor(bt, reason, class, string(st.ImportStatus), st.ErrorMessages))
+		c.settle(bt, outcomeFor(bt, reason, class, string(st.ImportStatus), st.ErrorMessages))
 	default:
-		if b.pollTimedOut(workCtx, bt, age) {
+		if c.pollTimedOut(bt, age) {
 			return
 		}
-		b.schedulePoll(bt, now, 0)
+		c.schedulePoll(bt, 0)
 	}
 }
 
-func (b *Bridge) pollTimedOut(workCtx context.Context, bt *batch, age time.Duration) bool {
-	if age < b.cfg.PollTimeout {
+func (c *core) pollTimedOut(bt *batch, age time.Duration) bool {
+	if age < c.cfg.PollTimeout {
 		return false
 	}
-	bt.log.Error("poll timeout", zap.Duration("timeout", b.cfg.PollTimeout), zap.Int("polls", bt.polls),
+	bt.log.Error("poll timeout", zap.Duration("timeout", c.cfg.PollTimeout), zap.Int("polls", bt.polls),
 		zap.String("importStatus", string(bt.lastStatus)))
-	b.settle(workCtx, bt, outcomeFor(bt, schemas.ReasonPollTimeout, schemas.ErrorClassTechnical, string(bt.lastStatus),
-		[]string{"no terminal status within " + b.cfg.PollTimeout.String()}))
+	c.settle(bt, outcomeFor(bt, schemas.ReasonPollTimeout, schemas.ErrorClassTechnical, string(bt.lastStatus),
+		[]string{"no terminal status within " + c.cfg.PollTimeout.String()}))
 	return true
 }

@@ -1,14 +1,11 @@
 package consumer
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/lessonbridge/lessonbridge/publisher"
@@ -79,141 +76,323 @@ func deadLetterFor(it *item, body []byte, mandator, reason, errText, batchID str
 	}
 }
 
-// settle finishes a terminal batch off the loop: the ledger record becomes "settling" with the
-// outcome in it, then the outcome is confirmed by JetStream, then dead letters when it failed, then
-// Ack or Term of every message (confirmed), then the record goes. A crash anywhere in between resumes
-// from the record: the outcome is re-published under the same Nats-Msg-Id (de-duplicated) and the
-// messages that come back are acked or terminated, never resubmitted.
-func (b *Bridge) settle(workCtx context.Context, bt *batch, o *schemas.Outcome) {
+// settle finishes a terminal batch: the ledger record becomes "settling" with the verdict in it,
+// then the outcome is confirmed by JetStream, then dead letters when it failed, then Ack or Term
+// of every message, each confirmed by the server, then the record goes. A crash anywhere in between
+// resumes from the record: the outcome is re-published under the same Nats-Msg-Id (de-duplicated)
+// and the messages that come back are acked or terminated, never resubmitted.
+//
+// Failure isolation (issue 10) fits between the verdict and the outcome: child batches' records
+// are created (ledgerWrite) before the parent's outcome is published, and the parent's outcome
+// then settles only the items left to it.
+func (c *core) settle(bt *batch, o *schemas.Outcome) {
 	resumed := bt.state == stateSettling
 	d := &o.Data
 	if !resumed {
 		bt.state = stateSettling
-		now := b.now()
-		o.Time, d.FinishedAt = now, now
+		o.Time, d.FinishedAt = c.now, c.now
 		fields := []zap.Field{zap.String("status", d.Status), zap.Int("lessons", d.LessonCount), zap.Int("events", len(d.EventIDs)),
 			zap.Int("polls", d.Polls), zap.Strings("jobIds", d.JobIDs)}
 		if d.Status == schemas.StatusFailed {
 			// The guide asks for batchId, timestamp and ErrorMessages of every failed batch.
 			bt.log.Error("batch failed", append(fields, zap.String("reason", d.Reason), zap.String("errorClass", d.ErrorClass),
-				zap.Time("finishedAt", now), zap.Strings("errorMessages", d.ErrorMessages))...)
+				zap.Time("finishedAt", c.now), zap.Strings("errorMessages", d.ErrorMessages))...)
 		} else {
-			bt.log.Info("batch succeeded", append(fields, zap.Duration("took", now.Sub(bt.created)))...)
+			bt.log.Info("batch succeeded", append(fields, zap.Duration("took", c.now.Sub(bt.created)))...)
 		}
-		b.metrics.batches.WithLabelValues(d.Status, d.Reason).Inc()
+		c.m.batches.WithLabelValues(d.Status, d.Reason).Inc()
 	} else {
 		bt.log.Info("finishing a batch that was settling before a restart", zap.String("status", d.Status),
 			zap.String("reason", d.Reason), zap.Int("events", len(bt.items)))
 	}
-	items := bt.items
-	rec := bt.record()
-	rec.Verdict = verdictOf(o)
-	key, rev := bt.key, bt.ledgerRev
-	b.workers.Add(1)
-	go func() {
-		defer b.workers.Done()
-		if !resumed && rev != 0 {
-			newRev, err := retry(workCtx, b, "ledger settling", func(ctx context.Context) (uint64, error) {
-				return b.ledgerUpdate(ctx, rec, rev)
-			})
-			if err != nil {
-				var perm permanent
-				if errors.As(err, &perm) {
-					bt.log.Error("batch taken over by another instance; leaving its messages to it", zap.Error(err))
-					b.post(func() { b.onSettled(workCtx, bt) })
-				}
+	bt.verdict = verdictOf(o)
+	publish := func() {
+		c.retry("publish outcome", bt.log, func() effect { return effect{kind: effPublishOutcome, key: bt.key, outcome: o} }, func(r result) {
+			if r.kind != errNone {
+				c.fail(fmt.Errorf("consumer: publish outcome of batch %s: %w", bt.key, r.err))
 				return
 			}
-			rev = newRev
-		}
-		if _, err := retry(workCtx, b, "publish outcome", func(ctx context.Context) (*jetstream.PubAck, error) {
-			return b.pub.PublishOutcome(ctx, o)
-		}); err != nil {
-			return // shutting down before NATS confirmed: the ledger resumes the batch
-		}
-		if h := b.cfg.Hooks.AfterOutcome; h != nil {
-			if err := h(key); err != nil {
-				bt.log.Warn("batch abandoned by hook after its outcome", zap.Error(err))
+			if d.Status == schemas.StatusFailed {
+				c.deadLetters(bt, d, 0)
 				return
 			}
-		}
-		final := ackAck
-		if d.Status == schemas.StatusFailed {
-			final = termWith(d.Reason)
-			errText := strings.Join(d.ErrorMessages, "; ")
-			for _, it := range items {
-				if _, err := retry(workCtx, b, "dead-letter", func(ctx context.Context) (*jetstream.PubAck, error) {
-					body, note := b.originalBody(ctx, it)
-					return b.pub.PublishDeadLetter(ctx, deadLetterFor(it, body, bt.mandator, d.Reason, errText+note, d.BatchID))
-				}); err != nil {
-					return
-				}
-			}
-		}
-		if err := b.sendFinal(workCtx, bt.log, items, final); err != nil {
-			return // shutting down: the record resumes the batch at the next start
-		}
-		if rev != 0 {
-			ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
-			if err := b.topo.ledger.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
-				bt.log.Warn("ledger record not deleted; the next start removes it", zap.Error(err))
-			}
-			cancel()
-		}
-		b.post(func() { b.onSettled(workCtx, bt) })
-	}()
+			c.finalAcks(bt, ackAck)
+		})
+	}
+	if resumed || bt.ledgerRev == 0 {
+		publish()
+		return
+	}
+	c.ledgerWrite(bt, "ledger settling", publish)
 }
 
-// sendFinal sends every item's final ack-protocol message (Ack or Term) and asks the server to
-// confirm the last. Messages on one connection arrive in order, so a confirmed last one means all
-// arrived — unless the connection was replaced in between, in which case the round is repeated (acks
-// are idempotent). It keeps trying until confirmed or workCtx ends.
-func (b *Bridge) sendFinal(workCtx context.Context, log *zap.Logger, items []*item, body []byte) error {
-	if len(items) == 0 {
-		return nil
+// deadLetters copies the batch's items from i on to the dead-letter stream, one after the other,
+// then terminates them all.
+func (c *core) deadLetters(bt *batch, d *schemas.OutcomeData, i int) {
+	if i == len(bt.items) {
+		c.finalAcks(bt, termWith(d.Reason))
+		return
 	}
+	it := bt.items[i]
+	errText := strings.Join(d.ErrorMessages, "; ")
+	send := func(body []byte, note string) {
+		dl := deadLetterFor(it, body, bt.mandator, d.Reason, errText+note, d.BatchID)
+		c.retry("dead-letter", bt.log, func() effect { return effect{kind: effPublishDeadLetter, deadLetter: dl} }, func(r result) {
+			switch r.kind {
+			case errNone:
+			case errPermanent:
+				// Finding 2: never retried forever; the message stays in the input stream.
+				bt.log.Error("dead letter refused by the server; event terminated without a copy", zap.Uint64("streamSeq", it.seq), zap.Error(r.err))
+				c.m.deadLetterRefused.Inc()
+			default:
+				c.fail(fmt.Errorf("consumer: dead letter of stream seq %d: %w", it.seq, r.err))
+				return
+			}
+			c.deadLetters(bt, d, i+1)
+		})
+	}
+	if it.data != nil {
+		send(it.data, "")
+		return
+	}
+	// Finding 5: only a message the stream really no longer has yields an empty body; a timeout is
+	// retried.
+	c.retry("read original body", bt.log, func() effect { return effect{kind: effGetBody, seq: it.seq} }, func(r result) {
+		switch r.kind {
+		case errNone:
+			send(r.data, "")
+		case errNotFound:
+			send(nil, fmt.Sprintf(" (original body not in stream %s seq %d any more: %v)", c.cfg.InputStream, it.seq, r.err))
+		default:
+			c.fail(fmt.Errorf("consumer: read stream %s seq %d: %w", c.cfg.InputStream, it.seq, r.err))
+		}
+	})
+}
+
+// ackRounds is how many times unconfirmed final acks are sent again before the batch is released
+// with its record kept.
+const ackRounds = 8
+
+// finalAcks sends every item's final ack-protocol message (Ack or Term), each asking for the
+// server's confirmation, and repeats the unconfirmed ones. Finding 1: only when every ack is
+// confirmed does the ledger record go; a confirmed last ack says nothing about the others (a
+// consumer leader change drops acks). When the rounds are spent the batch is released with its
+// record kept: messages whose ack was lost come back, the ledger re-read finds the settling record
+// and they are settled from it, never resubmitted.
+func (c *core) finalAcks(bt *batch, body []byte) {
+	left := map[uint64]*item{}
+	for _, it := range bt.items {
+		left[it.seq] = it
+	}
+	round := 0
 	wait := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		reconnects := b.nc.Stats().Reconnects
-		for _, it := range items[:len(items)-1] {
-			_ = b.signal(it, body)
+	var send func()
+	send = func() {
+		round++
+		refs := make([]ackRef, 0, len(left))
+		for _, it := range bt.items {
+			if left[it.seq] != nil {
+				refs = append(refs, ackRef{it.reply, it.seq})
+			}
 		}
-		ctx, cancel := context.WithTimeout(workCtx, 5*time.Second)
-		_, err := b.nc.RequestWithContext(ctx, items[len(items)-1].reply, body)
-		cancel()
-		if err == nil && b.nc.Stats().Reconnects == reconnects {
-			return nil
+		c.do(effect{kind: effAck, key: bt.key, acks: refs, body: body}, func(r result) {
+			for _, s := range r.acked {
+				delete(left, s)
+			}
+			if len(left) == 0 {
+				c.awaitAckFloor(bt, body)
+				return
+			}
+			if round >= ackRounds || c.phase == phaseDone {
+				bt.log.Warn("acknowledgements not all confirmed; the batch's record stays and settles its messages if they come back",
+					zap.Int("unconfirmed", len(left)), zap.Int("rounds", round))
+				c.released(bt, false)
+				return
+			}
+			bt.log.Warn("acknowledgements not confirmed; sending them again", zap.Int("unconfirmed", len(left)), zap.Int("round", round))
+			c.after(wait, send)
+			wait = min(wait*2, 5*time.Second)
+		})
+	}
+	if len(left) == 0 {
+		c.deleteRecord(bt)
+		return
+	}
+	send()
+}
+
+// floorWait is a settled batch whose acks were all confirmed, waiting for the consumer's ack floor
+// to pass its messages before its ledger record goes. On a NATS cluster a confirmed ack is not yet
+// a replicated one: when the consumer leader is lost right after confirming, the new leader
+// redelivers the message (seen in TestClusterLeaderLoss/consumer). Until the floor passes, such a
+// redelivery is settled again with the same final ack here, never admitted as new.
+type floorWait struct {
+	key    string
+	rev    uint64
+	maxSeq uint64
+	body   []byte // the final ack-protocol message (Ack or Term)
+	since  time.Time
+	log    *zap.Logger
+}
+
+// floorCheckEvery is how often the consumer's ack floor is asked for while settled records wait for
+// it.
+const floorCheckEvery = time.Second
+
+// awaitAckFloor releases a settled batch whose acks were all confirmed and keeps its record until
+// the consumer's ack floor shows every message acknowledged (or terminated).
+func (c *core) awaitAckFloor(bt *batch, body []byte) {
+	if bt.partial || bt.ledgerRev == 0 || len(bt.items) == 0 {
+		c.deleteRecord(bt)
+		return
+	}
+	w := &floorWait{key: bt.key, rev: bt.ledgerRev, body: body, since: c.now, log: bt.log}
+	for _, it := range bt.items {
+		w.maxSeq = max(w.maxSeq, it.seq)
+		c.floorBySeq[it.seq] = w
+	}
+	c.floorWaits[bt.key] = w
+	c.released(bt, false)
+	c.scheduleFloorCheck()
+}
+
+func (c *core) scheduleFloorCheck() {
+	if c.floorTimer || len(c.floorWaits) == 0 {
+		return
+	}
+	c.floorTimer = true
+	c.after(floorCheckEvery, c.checkAckFloor)
+}
+
+// checkAckFloor deletes the records of settled batches whose messages are all at or below the
+// consumer's ack floor. A record that waited longer than floorMaxWait while the consumer answered
+// goes too: by then a lost ack's redelivery would have come (the record still settles it, above).
+func (c *core) checkAckFloor() {
+	c.floorTimer = false
+	if len(c.floorWaits) == 0 || c.phase == phaseDone {
+		return
+	}
+	c.do(effect{kind: effConsumerInfo}, func(r result) {
+		if r.kind == errNone {
+			keys := make([]string, 0, len(c.floorWaits))
+			for k := range c.floorWaits {
+				keys = append(keys, k)
+			}
+			sortStrings(keys)
+			for _, k := range keys {
+				w := c.floorWaits[k]
+				if w.maxSeq <= r.info.ackFloor || c.now.Sub(w.since) > c.floorMaxWait() {
+					c.forgetFloorWait(w)
+					c.deleteRecordOf(w.key, w.rev, w.log, func() {})
+				}
+			}
 		}
-		if err == nil {
-			err = errors.New("connection replaced while acknowledging")
+		c.scheduleFloorCheck()
+	})
+}
+
+// floorMaxWait bounds how long a settled record waits for the ack floor (one message held for a
+// long batch keeps the floor down): long enough for a consumer leader election and the AckWait
+// after it, in which a lost ack's message comes back.
+func (c *core) floorMaxWait() time.Duration { return 4*c.ackWait + 30*time.Second }
+
+func (c *core) forgetFloorWait(w *floorWait) {
+	delete(c.floorWaits, w.key)
+	for s, x := range c.floorBySeq {
+		if x == w {
+			delete(c.floorBySeq, s)
 		}
-		log.Warn("acknowledgements not confirmed; sending them again", zap.Int("attempt", attempt), zap.Error(err))
-		select {
-		case <-workCtx.Done():
-			return workCtx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 5*time.Second)
 	}
 }
 
-// onSettled releases a settled batch's messages and lessons.
-func (b *Bridge) onSettled(workCtx context.Context, bt *batch) {
-	if b.reloading {
-		b.settledKeys[bt.key] = true // the ledger snapshot being read may still hold its record
+// settledAgain takes a redelivered message of a batch that settled here and whose record waits for
+// the ack floor: its ack was confirmed but lost (a consumer leader change). It is acknowledged again
+// with the same final message, confirmed, and never admitted as a new event.
+func (c *core) settledAgain(it *item) bool {
+	w := c.floorBySeq[it.seq]
+	if w == nil || !it.redelivered {
+		return false
+	}
+	w.log.Warn("a message of a settled batch came back (its confirmed ack was lost); acknowledging it again",
+		zap.Uint64("streamSeq", it.seq))
+	c.m.redelivered.Inc()
+	c.do(effect{kind: effAck, key: w.key, acks: []ackRef{{it.reply, it.seq}}, body: w.body}, func(result) {})
+	return true
+}
+
+func (c *core) deleteRecord(bt *batch) {
+	if bt.partial {
+		c.released(bt, false) // the record still names messages that may come back
+		return
+	}
+	if bt.ledgerRev == 0 {
+		c.released(bt, true)
+		return
+	}
+	c.deleteRecordOf(bt.key, bt.ledgerRev, bt.log, func() { c.released(bt, true) })
+}
+
+// deleteRecordOf deletes a ledger record at revision rev, retrying timeouts within the NATS budget;
+// a record that is gone or changed is not ours to delete any more. Then then runs.
+func (c *core) deleteRecordOf(key string, rev uint64, log *zap.Logger, then func()) {
+	c.retry("ledger delete", log, func() effect { return effect{kind: effLedgerDelete, key: key, rev: rev} }, func(r result) {
+		if r.kind == errTransient || r.kind == errPermanent {
+			log.Warn("ledger record not deleted; the next ledger read removes it", zap.Error(r.err))
+		}
+		then()
+	})
+}
+
+// released forgets a settled (or taken-over) batch: its messages, and its lessons in the gate.
+// gone says the ledger record is gone (or not ours): a ledger snapshot being read must not bring it
+// back.
+func (c *core) released(bt *batch, gone bool) {
+	if bt.dead {
+		return
+	}
+	bt.dead = true
+	if c.reloading && gone {
+		c.settledKeys[bt.key] = true // the ledger snapshot being read may still hold its record
 	}
 	for _, it := range bt.items {
-		delete(b.bySeq, it.seq)
-	}
-	delete(b.batches, bt.key)
-	b.metrics.inFlight.Set(float64(len(b.batches)))
-	for _, p := range bt.lessons {
-		if b.stopping {
-			delete(b.lessons, p.key)
-			continue
+		if c.bySeq[it.seq] == it {
+			delete(c.bySeq, it.seq)
 		}
-		b.release(workCtx, p.key)
 	}
+	if c.batches[bt.key] == bt {
+		delete(c.batches, bt.key)
+	}
+	c.m.inFlight.Set(float64(len(c.batches)))
+	for _, p := range bt.lessons {
+		c.unhold(p.key, bt)
+	}
+}
+
+// unhold frees lesson k when bt holds it.
+func (c *core) unhold(k lessonKey, bt *batch) {
+	st := c.lessons[k]
+	if st == nil || st.inflight != bt {
+		return
+	}
+	for len(c.missed[k]) > 0 {
+		next := c.missed[k][0]
+		c.missed[k] = c.missed[k][1:]
+		if len(c.missed[k]) == 0 {
+			delete(c.missed, k)
+		}
+		if !next.dead && c.batches[next.key] == next {
+			st.inflight = next // a recovered record of this lesson waited for it
+			return
+		}
+	}
+	if c.phase >= phaseGrace {
+		st.inflight = nil
+		if st.pending == nil && len(st.waiting) == 0 {
+			delete(c.lessons, k)
+		}
+		return
+	}
+	c.release(k)
 }
 
 // BatchInfo describes a batch the bridge is working on (for `lessonbridge batches` and /batches).
@@ -232,10 +411,10 @@ type BatchInfo struct {
 	JobIDs     []string  `json:"jobIds"`
 }
 
-func (b *Bridge) publishSnapshot(now time.Time) {
-	out := make([]BatchInfo, 0, len(b.batches))
+func (c *core) snapshot() ([]BatchInfo, time.Time) {
+	out := make([]BatchInfo, 0, len(c.batches))
 	var oldest time.Time
-	for _, bt := range b.batches {
+	for _, bt := range c.batches {
 		out = append(out, BatchInfo{Key: bt.key, Mandator: bt.mandator, Action: string(bt.action), BatchID: bt.batchID,
 			State: string(bt.state), Created: bt.created, Polls: bt.polls, Lessons: bt.lessonCountLocal(),
 			Events: len(bt.items), LastStatus: string(bt.lastStatus), Attempts: bt.attempts, JobIDs: bt.jobIDs()})
@@ -244,12 +423,7 @@ func (b *Bridge) publishSnapshot(now time.Time) {
 		}
 	}
 	sortBatchInfo(out)
-	b.snapshot.Store(&out)
-	age := 0.0
-	if !oldest.IsZero() {
-		age = now.Sub(oldest).Seconds()
-	}
-	b.metrics.oldestAge.Set(age)
+	return out, oldest
 }
 
 func sortBatchInfo(s []BatchInfo) {
@@ -270,20 +444,3 @@ var (
 )
 
 func termWith(reason string) []byte { return []byte("+TERM " + reason) }
-
-// signal sends one ack-protocol message for an item, fire and forget.
-func (b *Bridge) signal(it *item, body []byte) error { return b.nc.Publish(it.reply, body) }
-
-// originalBody returns an item's original bytes: kept for invalid events, re-read from the input
-// stream for a failed batch. A message the stream no longer has (retention) yields an empty body and
-// a note for the dead letter's error header.
-func (b *Bridge) originalBody(ctx context.Context, it *item) ([]byte, string) {
-	if it.data != nil {
-		return it.data, ""
-	}
-	m, err := b.topo.input.GetMsg(ctx, it.seq)
-	if err != nil {
-		return nil, fmt.Sprintf(" (original body not readable from stream %s seq %d: %v)", b.cfg.InputStream, it.seq, err)
-	}
-	return m.Data, ""
-}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lessonbridge/lessonbridge/consumer"
+	"github.com/lessonbridge/lessonbridge/internal/tracing"
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 )
 
@@ -45,12 +47,28 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer func() { _ = log.Sync() }()
 	log.Info("lessonbridge starting", s.logFields()...)
 
+	tp, err := tracing.Setup(ctx, buildVersion(), os.Getenv)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			log.Warn("tracing shutdown", zap.Error(err))
+		}
+	}()
+	if tp.Enabled() {
+		log.Info("tracing on: spans exported over OTLP/HTTP (OTEL_EXPORTER_OTLP_*)")
+	}
+	s.JobManager.Tracing = tp
 	jm, err := newJobManagerClient(s.JobManager)
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
 	cfg := s.Bridge
 	cfg.Logger = log
+	cfg.Tracing = tp
 	cfg.Hooks = faultHooks() // the chaos test's fault injection (fault.go); zero unless its variables are set
 
 	// The HTTP endpoints come first: /healthz answers while NATS is still unreachable, and /readyz
@@ -136,9 +154,16 @@ func newJobManagerClient(s jmSettings) (*jobmanager.Client, error) {
 		}
 		opts = append(opts, jobmanager.WithTokenSource(ts))
 	}
-	if s.RootCAs != nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = &tls.Config{RootCAs: s.RootCAs, MinVersion: tls.VersionTLS12}
+	if s.RootCAs != nil || s.Tracing.Enabled() {
+		var tr http.RoundTripper = http.DefaultTransport
+		if s.RootCAs != nil {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.TLSClientConfig = &tls.Config{RootCAs: s.RootCAs, MinVersion: tls.VersionTLS12}
+			tr = t
+		}
+		if s.Tracing.Enabled() {
+			tr = s.Tracing.Transport(tr) // the calls carry their span's traceparent
+		}
 		opts = append(opts, jobmanager.WithHTTPClient(&http.Client{
 			Transport: tr,
 			Timeout:   jobmanager.DefaultTimeout,

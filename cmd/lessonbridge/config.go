@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/lessonbridge/lessonbridge/consumer"
+	"github.com/lessonbridge/lessonbridge/internal/tracing"
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 	"github.com/lessonbridge/lessonbridge/publisher"
 )
@@ -152,6 +153,8 @@ type runSettings struct {
 
 // jmSettings says how to reach JobManager. At most one of Token, TokenFile and TokenDir is set.
 type jmSettings struct {
+	// Tracing wraps the HTTP calls so that they carry their span's traceparent (nil: off); set by run, not by a flag.
+	Tracing   *tracing.Provider
 	URL       string
 	Token     string
 	TokenFile string

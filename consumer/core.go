@@ -1,0 +1,717 @@
+package consumer
+
+import (
+	"cmp"
+	"container/heap"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/lessonbridge/lessonbridge/jobmanager"
+	"github.com/lessonbridge/lessonbridge/publisher"
+	"github.com/lessonbridge/lessonbridge/schemas"
+)
+
+// core is the engine's state machine. It is synchronous and deterministic: it has no goroutines,
+// does no I/O and reads no clock. Time comes in with every input; randomness (batch keys, JobIDs,
+// poll jitter) comes from the injected source. Every state decision of the bridge is taken here;
+// the runner (Bridge) only executes the effects the core asks for and feeds the results back, in the
+// manner of etcd-io/raft's Node/Ready.
+//
+// Inputs (methods, each with the current time):
+//
+//	start(now, facts)    the topology is bound: the consumer's real AckWait and MaxAckPending
+//	deliver(now, item)   a message arrived (first delivery or redelivery), decoded by decodeItem
+//	complete(now, res)   an effect finished: res.id names it, res.kind says how it failed
+//	tick(now)            time passed; due timers fire
+//	stop(now)            shut down
+//
+// Effects (take them with take(); each effect with an id expects exactly one complete):
+//
+//	effLedgerList, effLedgerGet, effLedgerCreate, effLedgerUpdate, effLedgerDelete
+//	effSubmit, effPoll                        JobManager
+//	effPublishOutcome, effPublishDeadLetter   JetStream publishes with Nats-Msg-Id
+//	effGetBody                                GetMsg of a failed event's original body
+//	effAck                                    final Ack/Term of many messages, each confirmed
+//	effSignal                                 fire-and-forget Nak / Term / InProgress
+//	effConsumerInfo                           NumAckPending, Delivered, AckFloor
+//	effStartPulling, effStopPulling           Consume / Drain
+//	effFatal, effDone                         Run returns (with the error)
+//
+// The life of the bridge, read top-down (state: event -> next state [effects]):
+//
+//	boot:        start               -> listing   [ledgerList]
+//	listing:     list ok             -> probing   [consumerInfo]; records indexed as recovering
+//	             list fails (budget) -> fatal;     a record of unknown version -> fatal
+//	probing:     info                -> running   [startPulling]; barrier open when nothing outstanding,
+//	                                               else waiting for that many redeliveries
+//	running:     stop                -> draining  [stopPulling]
+//	draining:    pulling stopped     -> grace     [nak of everything not in a batch]
+//	grace:       no batch left, or ShutdownGrace over -> done [done]
+//
+// A message (item), read top-down:
+//
+//	arrived    invalid              -> dead-lettering [getBody?, publishDeadLetter] -> Term -> gone
+//	           seq of a recovering record -> attached; all back -> the record resumes (re-read first)
+//	           redelivered, unknown -> limbo [ledgerList]; then attached or admitted
+//	           barrier not open     -> parked; admitted in stream order when it opens
+//	           otherwise            -> gate
+//	gate       lesson free          -> pending in its group (coalesced with a pending same-action event)
+//	           lesson busy          -> waiting behind it, in publish order
+//	group      BatchMaxLessons, BatchMaxBytes or BatchLinger -> cut into a batch
+//
+// A batch, read top-down (failure isolation, issue 10, adds "splitting": the child batches' records
+// are created before the parent's outcome; see settle):
+//
+//	recorded    [ledgerCreate] ok            -> submitting [submit] (at most MaxConcurrentSubmits)
+//	submitting  202 + BatchId                -> accepted [ledgerUpdate], polls scheduled
+//	            data error (4xx)             -> settling (rejected)
+//	            technical error              -> submitting again after backoff, same JobIDs, budget
+//	            budget spent                 -> settling (submit_gave_up)
+//	            401/403 or JobManager unreachable -> breaker open; the batch waits, budget untouched
+//	accepted    poll: LessonsCreated         -> settling (succeeded)
+//	            poll: LessonsImportFailed    -> settling (import_failed / in_doubt), or recorded again
+//	                                            with new JobIDs (TechnicalRetries)
+//	            poll: 404 past NotFoundGrace -> settling (batch_unknown)
+//	            PollTimeout                  -> settling (poll_timeout); breaker time does not count
+//	settling    [ledgerUpdate verdict] -> [publishOutcome] -> [deadLetters] -> [ack, every one confirmed]
+//	            -> [ledgerDelete] -> released (the lessons' waiting events enter the gate)
+//	            ledger CAS conflict on the verdict -> taken over: released without acks
+//	            acks not all confirmed within budget -> released, record kept: the messages come
+//	            back and are settled from the record (never resubmitted)
+//
+// Global conditions:
+//
+//	breaker     a 401/403, or breakerTransportRun transport failures in a row without a success:
+//	            open; no submit or poll but one probe, with backoff; reported by health; closes on
+//	            the first answer from JobManager
+//	heartbeat   InProgress for every held message every min(Heartbeat, real AckWait/3)
+//	flow        held >= MaxHeld: with a consumer whose MaxAckPending bounds delivery, keep pulling
+//	            (the pin stays, the server throttles); otherwise stop pulling until below 90%
+//
+// Retried NATS operations (ledger, publishes, GetMsg, consumer info) have a budget; when it is
+// spent the bridge stops with an error (effFatal) instead of retrying forever or guessing: its open
+// batches resume from the ledger at the next start.
+type core struct {
+	cfg       Config
+	log       *zap.Logger
+	m         *Metrics
+	rnd       randSource
+	now       time.Time
+	ackWait   time.Duration
+	heartbeat time.Duration
+	bounded   bool // the consumer's MaxAckPending bounds what the server delivers
+
+	out     []effect
+	nextID  uint64
+	pending map[uint64]func(result)
+	timers  timerHeap
+	timerN  uint64
+
+	bySeq    map[uint64]*item
+	lessons  map[lessonKey]*lessonState
+	groups   map[groupKey]*group
+	batches  map[string]*batch
+	polls    pollHeap
+	pollsRun int
+	submitQ  []*batch
+	subsRun  int
+
+	recovering   map[string]*recovering
+	recoverBySeq map[uint64]*recovering
+	limbo        []*item
+	barrier      barrier
+	reloading    bool
+	floorProbe   bool
+	settledKeys  map[string]bool
+	floorWaits   map[string]*floorWait // settled here, record kept until the ack floor passes (settle.go)
+	floorBySeq   map[uint64]*floorWait
+	floorTimer   bool
+
+	breaker   breaker
+	drainHeld []*item                // arrived while pulling is being stopped: nakked when it stopped
+	goneRC    []*recovering          // resumed, but their record was gone: routed after the next ledger read
+	missed    map[lessonKey][]*batch // recovered batches that found their lesson in flight here
+
+	phase   phase
+	paused  bool
+	fatal   error
+	outage  time.Duration // total time the breaker was open
+	readyAt time.Time
+}
+
+type phase int
+
+const (
+	phaseBoot phase = iota
+	phaseListing
+	phaseProbing
+	phaseRunning
+	phaseDraining
+	phaseGrace
+	phaseDone
+)
+
+// randSource is where the core's randomness comes from (math/rand/v2's *rand.Rand fits).
+type randSource interface {
+	Uint64() uint64
+	Float64() float64
+}
+
+// facts are what the runner learnt binding the topology.
+type facts struct {
+	AckWait       time.Duration // the consumer's real AckWait
+	MaxAckPending int           // the consumer's real MaxAckPending (<= 0: unlimited)
+}
+
+type effKind int
+
+const (
+	effLedgerList effKind = iota + 1
+	effLedgerGet
+	effLedgerCreate
+	effLedgerUpdate
+	effLedgerDelete
+	effSubmit
+	effPoll
+	effPublishOutcome
+	effPublishDeadLetter
+	effGetBody
+	effAck
+	effSignal
+	effConsumerInfo
+	effStartPulling
+	effStopPulling
+	effFatal
+	effDone
+)
+
+var effNames = map[effKind]string{effLedgerList: "ledgerList", effLedgerGet: "ledgerGet", effLedgerCreate: "ledgerCreate",
+	effLedgerUpdate: "ledgerUpdate", effLedgerDelete: "ledgerDelete", effSubmit: "submit", effPoll: "poll",
+	effPublishOutcome: "publishOutcome", effPublishDeadLetter: "publishDeadLetter", effGetBody: "getBody", effAck: "ack",
+	effSignal: "signal", effConsumerInfo: "consumerInfo", effStartPulling: "startPulling", effStopPulling: "stopPulling",
+	effFatal: "fatal", effDone: "done"}
+
+func (k effKind) String() string { return effNames[k] }
+
+// effect is one thing the core asks the runner to do. Only the fields of its kind are set.
+type effect struct {
+	id   uint64 // 0: no result expected (signal, startPulling, fatal, done)
+	kind effKind
+
+	key   string // ledger key; batch key of submit/poll/outcome
+	value []byte // ledger value
+	rev   uint64 // ledger revision to compare (update, delete)
+
+	mandator string
+	action   jobmanager.Action
+	jobs     []jobmanager.Job
+	batchID  string
+	// traceparents of the batch's input events (submit; for the runner's batch span)
+	traceparents []string
+
+	outcome    *schemas.Outcome
+	deadLetter publisher.DeadLetter
+	seq        uint64 // getBody
+
+	acks []ackRef // ack, signal
+	body []byte   // ack-protocol body
+
+	err error // fatal
+}
+
+// ackRef names a held message for the ack protocol: its reply subject and stream sequence.
+type ackRef struct {
+	reply string
+	seq   uint64
+}
+
+// errKind is how an effect failed, as the core needs to know it.
+type errKind int
+
+const (
+	errNone      errKind = iota
+	errTransient         // may be retried: a timeout, no responders, a 5xx, a lost answer
+	errNotFound          // ledger key or stream message does not exist
+	errConflict          // ledger: the key exists (create) or has another revision (update, delete)
+	errPermanent         // retrying cannot help (max_payload, a bad request)
+)
+
+// result is the answer to one effect.
+type result struct {
+	id   uint64
+	kind errKind
+	err  error
+
+	rev     uint64                  // ledger create/update/get
+	value   []byte                  // ledger get
+	records []rawRecord             // ledger list
+	status  *jobmanager.BatchStatus // submit, poll
+	info    consumerInfo            // consumerInfo
+	data    []byte                  // getBody
+	acked   []uint64                // ack: the stream sequences whose ack the server confirmed
+}
+
+type rawRecord struct {
+	key   string
+	value []byte
+	rev   uint64
+}
+
+type consumerInfo struct {
+	numAckPending int
+	delivered     uint64 // Delivered.Stream
+	ackFloor      uint64 // AckFloor.Stream
+}
+
+func newCore(cfg Config, m *Metrics, rnd randSource) *core {
+	return &core{
+		cfg: cfg, log: cfg.Logger, m: m, rnd: rnd, ackWait: cfg.AckWait, heartbeat: cfg.Heartbeat,
+		pending:      map[uint64]func(result){},
+		bySeq:        map[uint64]*item{},
+		lessons:      map[lessonKey]*lessonState{},
+		groups:       map[groupKey]*group{},
+		batches:      map[string]*batch{},
+		recovering:   map[string]*recovering{},
+		recoverBySeq: map[uint64]*recovering{},
+		settledKeys:  map[string]bool{},
+		floorWaits:   map[string]*floorWait{},
+		floorBySeq:   map[uint64]*floorWait{},
+		missed:       map[lessonKey][]*batch{},
+	}
+}
+
+// take returns the effects produced since the last call.
+func (c *core) take() []effect {
+	out := c.out
+	c.out = nil
+	return out
+}
+
+// do emits an effect; then runs with its result.
+func (c *core) do(e effect, then func(result)) {
+	if c.phase == phaseDone {
+		return
+	}
+	if then != nil {
+		c.nextID++
+		e.id = c.nextID
+		c.pending[e.id] = then
+	}
+	c.out = append(c.out, e)
+}
+
+func (c *core) setNow(now time.Time) {
+	if now.After(c.now) {
+		c.now = now
+	}
+}
+
+// start binds the core to the consumer in use and begins: the ledger is read first.
+func (c *core) start(now time.Time, f facts) {
+	c.setNow(now)
+	if f.AckWait > 0 {
+		c.ackWait = f.AckWait
+	}
+	// Finding 3: the heartbeat follows the consumer's real AckWait, not the flag.
+	if hb := c.ackWait / 3; hb < c.heartbeat || c.heartbeat <= 0 {
+		c.heartbeat = hb
+	}
+	c.bounded = f.MaxAckPending > 0 && f.MaxAckPending <= c.cfg.MaxHeld+2*c.cfg.PullBatch
+	c.phase = phaseListing
+	c.retry("read ledger", c.log, func() effect { return effect{kind: effLedgerList} }, func(r result) {
+		if r.kind != errNone {
+			c.fail(fmt.Errorf("consumer: read ledger bucket %s: %w", c.cfg.LedgerBucket, r.err))
+			return
+		}
+		recs, revs, err := c.parseRecords(r.records)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		n := c.indexRecords(recs, revs)
+		c.m.ledgerRecords.Set(float64(n))
+		c.phase = phaseProbing
+		c.probeAtStart()
+	})
+	c.after(c.heartbeat, c.beat)
+	c.pump()
+}
+
+// deliver takes a message that arrived.
+func (c *core) deliver(now time.Time, it *item) {
+	c.setNow(now)
+	c.fire()
+	if c.phase == phaseDone {
+		return
+	}
+	c.intake(it)
+	c.pump()
+}
+
+// complete feeds an effect's result back.
+func (c *core) complete(now time.Time, r result) {
+	c.setNow(now)
+	c.fire()
+	fn := c.pending[r.id]
+	if fn == nil {
+		return
+	}
+	delete(c.pending, r.id)
+	fn(r)
+	c.pump()
+}
+
+// tick lets time pass.
+func (c *core) tick(now time.Time) {
+	c.setNow(now)
+	c.fire()
+	c.pump()
+}
+
+// nextDeadline is when the core next needs a tick (zero: nothing scheduled).
+func (c *core) nextDeadline() time.Time {
+	if len(c.timers) == 0 {
+		return time.Time{}
+	}
+	return c.timers[0].at
+}
+
+// fail stops the bridge with err.
+func (c *core) fail(err error) {
+	if c.phase == phaseDone {
+		return
+	}
+	c.log.Error("bridge stops", zap.Error(err))
+	c.fatal = err
+	c.do(effect{kind: effFatal, err: err}, nil)
+	c.phase = phaseDone
+}
+
+// health is whether the bridge is ready and, if not, why.
+func (c *core) health() (bool, string) {
+	switch {
+	case c.phase < phaseRunning:
+		return false, "starting"
+	case c.phase > phaseRunning:
+		return false, "stopping"
+	case c.breaker.open:
+		return false, "jobmanager: " + c.breaker.reason
+	}
+	return true, ""
+}
+
+// timers: one heap for every deadline of the core.
+type timer struct {
+	at time.Time
+	n  uint64
+	fn func()
+}
+
+type timerHeap []timer
+
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	if h[i].at.Equal(h[j].at) {
+		return h[i].n < h[j].n
+	}
+	return h[i].at.Before(h[j].at)
+}
+func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)   { *h = append(*h, x.(timer)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
+}
+
+func (c *core) after(d time.Duration, fn func()) { c.at(c.now.Add(d), fn) }
+
+func (c *core) at(t time.Time, fn func()) {
+	c.timerN++
+	heap.Push(&c.timers, timer{at: t, n: c.timerN, fn: fn})
+}
+
+// fire runs every due timer, in deadline order.
+func (c *core) fire() {
+	for len(c.timers) > 0 && !c.timers[0].at.After(c.now) && c.phase != phaseDone {
+		t := heap.Pop(&c.timers).(timer)
+		t.fn()
+	}
+}
+
+// NATS operations: retried with backoff from 100ms to 5s, at most natsAttempts times (about two
+// minutes), then the caller decides (usually: stop the bridge).
+const natsAttempts = 30
+
+// retry issues mk() until it succeeds, fails in a way retrying cannot help (not transient), or the
+// budget is spent; then done gets the last result.
+func (c *core) retry(what string, log *zap.Logger, mk func() effect, done func(result)) {
+	wait := 100 * time.Millisecond
+	attempt := 0
+	var issue func()
+	issue = func() {
+		attempt++
+		c.do(mk(), func(r result) {
+			if r.kind != errTransient || attempt >= natsAttempts || c.phase == phaseDone {
+				if r.kind == errTransient {
+					log.Error(what+": giving up", zap.Int("attempts", attempt), zap.Error(r.err))
+				}
+				done(r)
+				return
+			}
+			if attempt == 1 || attempt%10 == 0 {
+				log.Warn(what+": will retry", zap.Int("attempt", attempt), zap.Error(r.err))
+			}
+			c.after(wait, issue)
+			wait = min(wait*2, 5*time.Second)
+		})
+	}
+	issue()
+}
+
+// jitter spreads d by ±PollJitter.
+func (c *core) jitter(d time.Duration) time.Duration {
+	j := c.cfg.PollJitter
+	if j == 0 {
+		return d
+	}
+	return time.Duration(float64(d) * (1 - j + 2*j*c.rnd.Float64()))
+}
+
+// newUUID is a UUIDv7 from the core's clock and random source.
+func (c *core) newUUID() string {
+	var u [16]byte
+	ms := uint64(c.now.UnixMilli())
+	for i := range 6 {
+		u[i] = byte(ms >> (40 - 8*i))
+	}
+	r1, r2 := c.rnd.Uint64(), c.rnd.Uint64()
+	u[6], u[7] = byte(r1), byte(r1>>8)
+	for i := range 8 {
+		u[8+i] = byte(r2 >> (8 * i))
+	}
+	u[6] = 0x70 | u[6]&0x0f
+	u[8] = 0x80 | u[8]&0x3f
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+// newJobID returns <prefix>-<YYYYMMDD>-<UUIDv7>.
+func (c *core) newJobID() string {
+	return c.cfg.JobIDPrefix + "-" + c.now.UTC().Format("20060102") + "-" + c.newUUID()
+}
+
+// pump starts what may start now: submits and polls within their concurrency and the breaker, and
+// flow control; and ends a shutdown that has nothing left.
+func (c *core) pump() {
+	if c.phase == phaseDone {
+		return
+	}
+	c.pumpSubmits()
+	c.pumpPolls()
+	if c.phase == phaseRunning {
+		c.flowControl()
+	}
+	if c.phase == phaseGrace && len(c.batches) == len(c.recovering) {
+		c.finish()
+	}
+}
+
+// flowControl: see "flow" in the type's doc.
+func (c *core) flowControl() {
+	held := len(c.bySeq)
+	c.m.held.Set(float64(held))
+	if c.bounded {
+		return // Finding 6: never stop pulling; MaxAckPending throttles and the pin stays
+	}
+	switch {
+	case !c.paused && held >= c.cfg.MaxHeld:
+		c.paused = true
+		c.m.paused.Set(1)
+		c.do(effect{kind: effStopPulling}, func(result) {})
+		c.log.Info("hold limit reached; pulling paused", zap.Int("held", held))
+	case c.paused && held < c.cfg.MaxHeld*9/10:
+		c.paused = false
+		c.m.paused.Set(0)
+		c.do(effect{kind: effStartPulling}, nil)
+		c.log.Info("pulling resumed", zap.Int("held", held))
+	}
+}
+
+// beat sends InProgress for every held message and schedules the next.
+func (c *core) beat() {
+	if n := len(c.bySeq); n > 0 {
+		refs := make([]ackRef, 0, n)
+		for _, it := range c.bySeq {
+			refs = append(refs, ackRef{it.reply, it.seq})
+		}
+		slices.SortFunc(refs, func(a, b ackRef) int { return cmp.Compare(a.seq, b.seq) })
+		c.m.heartbeats.Add(float64(len(refs)))
+		c.do(effect{kind: effSignal, acks: refs, body: ackProgress}, nil)
+	}
+	c.after(c.heartbeat, c.beat)
+}
+
+// signal sends one ack-protocol message for items, fire and forget.
+func (c *core) signal(body []byte, items ...*item) {
+	if len(items) == 0 {
+		return
+	}
+	refs := make([]ackRef, len(items))
+	for i, it := range items {
+		refs[i] = ackRef{it.reply, it.seq}
+	}
+	c.do(effect{kind: effSignal, acks: refs, body: body}, nil)
+}
+
+// stop begins the shutdown: stop pulling, nak what never reached a batch, give batches
+// ShutdownGrace to settle.
+func (c *core) stop(now time.Time) {
+	c.setNow(now)
+	c.fire()
+	if c.phase >= phaseDraining {
+		return
+	}
+	if c.phase < phaseRunning {
+		c.finish() // not pulling yet: nothing to give back
+		return
+	}
+	c.phase = phaseDraining
+	c.do(effect{kind: effStopPulling}, func(result) { c.drained() })
+	c.pump()
+}
+
+func (c *core) drained() {
+	c.phase = phaseGrace
+	// Messages that never reached a submit go back at once; those queued behind an in-flight batch
+	// of the same lesson stay until AckWait so that no other instance overtakes that batch.
+	nak := c.drainHeld
+	c.drainHeld = nil
+	nak = append(nak, c.limbo...)
+	c.limbo = nil
+	nak = append(nak, c.barrier.parked...)
+	c.barrier.parked = nil
+	c.m.barrierParked.Set(0)
+	for k, st := range c.lessons {
+		if st.inflight != nil {
+			continue
+		}
+		nak = append(nak, st.all()...)
+		delete(c.lessons, k)
+	}
+	slices.SortFunc(nak, func(a, b *item) int { return cmp.Compare(a.seq, b.seq) })
+	for _, it := range nak {
+		delete(c.bySeq, it.seq)
+	}
+	c.signal(ackNak, nak...)
+	c.groups = map[groupKey]*group{}
+	c.submitQ = c.submitQ[:0:0]
+	for _, bt := range c.batches {
+		if bt.state == stateRecorded && bt.queued {
+			bt.queued = false // not submitted: resumed from the ledger at the next start
+		}
+	}
+	c.log.Info("shutting down: pulling stopped", zap.Int("nakked", len(nak)), zap.Int("batchesInFlight", len(c.batches)))
+	c.after(c.cfg.ShutdownGrace, func() {
+		if c.phase == phaseGrace {
+			c.log.Warn("shutdown grace over; open batches resume from the ledger at next start", zap.Int("batches", len(c.batches)))
+			c.finish()
+		}
+	})
+}
+
+func (c *core) finish() {
+	c.phase = phaseDone
+	c.out = append(c.out, effect{kind: effDone})
+}
+
+// breaker is the global circuit breaker towards JobManager (finding 9).
+type breaker struct {
+	open      bool
+	reason    string
+	since     time.Time
+	probing   bool // one call is out as the probe
+	nextProbe time.Time
+	backoff   time.Duration
+	transRun  int // transport failures in a row
+}
+
+// breakerTransportRun transport failures in a row, with no JobManager answer between, count as
+// "JobManager unreachable".
+const breakerTransportRun = 3
+
+// jmAnswered tells the breaker how a JobManager call ended. It returns true when the error is a
+// global condition (the caller must not count it against the batch).
+func (c *core) jmAnswered(err error) bool {
+	br := &c.breaker
+	var reason string
+	switch {
+	case err == nil:
+	case jobmanager.Classify(err) == jobmanager.ClassAuth:
+		reason = "unauthorized"
+		c.m.authFailing.Set(1)
+	case statusLabel(err) == "transport":
+		br.transRun++
+		if br.transRun >= breakerTransportRun || br.open {
+			reason = "unreachable"
+		}
+	}
+	if reason != "unauthorized" && (err == nil || statusLabel(err) != "transport") {
+		c.m.authFailing.Set(0) // JobManager answered, and not with an authentication failure
+	}
+	if err == nil || (statusLabel(err) != "transport" && reason == "") {
+		br.transRun = 0
+		if br.open {
+			d := c.now.Sub(br.since)
+			c.outage += d
+			c.log.Info("JobManager answers again; submits and polls resume", zap.String("was", br.reason), zap.Duration("after", d))
+			c.m.breakerOpen.Set(0)
+			*br = breaker{}
+		}
+		br.probing = false
+		return false
+	}
+	br.probing = false
+	if reason == "" {
+		return false
+	}
+	if !br.open {
+		br.open, br.reason, br.since, br.backoff = true, reason, c.now, c.cfg.SubmitBackoff
+		c.m.breakerOpen.Set(1)
+		c.m.breakerTrips.WithLabelValues(reason).Inc()
+		c.log.Error("JobManager unavailable; submits and polls stop, messages stay held; probing with backoff",
+			zap.String("reason", reason), zap.Error(err))
+	} else {
+		br.reason = reason
+		br.backoff = min(br.backoff*2, c.cfg.SubmitMaxBackoff)
+	}
+	br.nextProbe = c.now.Add(br.backoff)
+	c.after(br.backoff, func() {})
+	return true
+}
+
+// jmMayCall reports whether a JobManager call may start now; while the breaker is open one call
+// at a time is let through as a probe, after its backoff.
+func (c *core) jmMayCall() bool {
+	br := &c.breaker
+	if !br.open {
+		return true
+	}
+	if br.probing || c.now.Before(br.nextProbe) {
+		return false
+	}
+	br.probing = true
+	return true
+}
+
+// elapsed is the time since t without the time the breaker was open.
+func (c *core) elapsed(t time.Time, outageAt time.Duration) time.Duration {
+	out := c.outage - outageAt
+	if c.breaker.open {
+		out += c.now.Sub(c.breaker.since)
+	}
+	return c.now.Sub(t) - out
+}
