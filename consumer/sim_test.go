@@ -24,7 +24,7 @@ import (
 
 // The deterministic simulation: the real core (two instances of it, pinned to a priority group)
 // against a simulated JetStream and JobManager in virtual time, every choice drawn from one seeded
-// source. See docs/readme-engine.md for what it covers and how to reproduce a seed.
+// source. See docs/engine.md for what it covers and how to reproduce a seed.
 
 // simFaults are the fault probabilities of one run (per operation unless said otherwise).
 type simFaults struct {
@@ -619,7 +619,7 @@ func (w *simWorld) submit(in *simInst, e effect) {
 		// Never two batches of one lesson in flight (at JobManager, among batches that may apply).
 		for _, o := range w.jm {
 			if o.done || len(o.dups) > 0 || o.lost {
-				continue // a batch whose 202 was lost is unknown to the bridge: in doubt, see readme-engine.md
+				continue // a batch whose 202 was lost is unknown to the bridge: in doubt, see docs/engine.md
 			}
 			for _, l := range o.lessons {
 				for _, nl := range b.lessons {
