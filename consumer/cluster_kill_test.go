@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -39,15 +38,6 @@ func TestClusterLeaderLoss(t *testing.T) {
 	for _, kind := range []leaderKind{inputLeader, consumerLeader, ledgerLeader} {
 		for _, instances := range []int{1, 2} {
 			t.Run(fmt.Sprintf("%s/%d-instances", kind, instances), func(t *testing.T) {
-				if instances > 1 && os.Getenv("LESSONBRIDGE_CLUSTER_HA_TESTS") == "" {
-					// Fails about every second run, for every kind: when the active instance's node
-					// dies the standby gets pinned while the active one is still alive and holds
-					// lessons; the standby then applies older changes after newer ones (finding 6),
-					// takes over live batches and resubmits them (findings 4 and 7: Duplicate JobId,
-					// in_doubt), and events are settled twice after dropped acks (finding 1).
-					// LESSONBRIDGE_CLUSTER_HA_TESTS=1 runs them.
-					t.Skip("needs issue 9 finding 6 (the runs also hit findings 1, 4 and 7)")
-				}
 				runLeaderLoss(t, kind, instances)
 			})
 		}
