@@ -64,7 +64,7 @@ func isolationLessons(jobs []jobmanager.Job, jobSeqs [][]uint64) []isolation.Les
 // isolate tries to split a failed batch. It returns false when the batch is not isolated (isolation
 // off, nothing to split, or a batch not whole here): the caller settles it as JobManager said.
 func (c *core) isolate(bt *batch, st *jobmanager.BatchStatus) bool {
-	if c.cfg.IsolateOff || bt.partial || bt.ledgerRev == 0 || c.phase != phaseRunning {
+	if c.cfg.IsolateOff || bt.partial || bt.ledgerRev == 0 {
 		return false
 	}
 	lessons := isolationLessons(bt.jobs, bt.jobSeqs)
@@ -104,6 +104,13 @@ func (c *core) isolate(bt *batch, st *jobmanager.BatchStatus) bool {
 		return false
 	}
 
+	if c.phase != phaseRunning {
+		// Shutting down: no new batches now. The record stays "accepted"; at the next start (here
+		// or on another instance) the batch is polled again and isolated then.
+		bt.log.Info("failed batch left for failure isolation at the next start (shutting down)")
+		c.released(bt, false)
+		return true
+	}
 	root := bt.root
 	if root == "" {
 		root = bt.key

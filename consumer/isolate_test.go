@@ -441,3 +441,33 @@ func TestIsolationCrashBeforeParentOutcome(t *testing.T) {
 		})
 	}
 }
+
+// TestIsolationWaitsWhileShuttingDown: a batch that fails while the bridge shuts down is not
+// split then (no new batches during the grace) and not failed as a whole either: its record stays
+// "accepted", so the next start polls it again and isolates it (the simulation's seed 52 failed
+// good lessons here before).
+func TestIsolationWaitsWhileShuttingDown(t *testing.T) {
+	d := newCoreDriver(t, nil)
+	jm := newIsoJM(d, "lessons", "L-2")
+	deliverAll(d, "L-1", "L-2", "L-3")
+	jm.stopAt = func(e effect) bool { return e.kind == effPoll }
+	jm.run()
+	require.True(t, jm.stopped)
+	poll := d.expect(effPoll)
+	d.c.stop(d.now)
+	d.answer(d.expect(effStopPulling), result{})
+	jm.stopAt, jm.stopped = nil, false
+	jm.answer(poll)
+	d.none(effPublishOutcome)
+	d.none(effPublishDeadLetter)
+	d.none(effLedgerUpdate)
+	d.none(effAck)
+	require.Len(t, jm.kv, 1)
+	for k, r := range jm.kv {
+		rec, err := parseRecord(k, r.value)
+		require.NoError(t, err)
+		assert.Equal(t, stateAccepted, rec.State)
+	}
+	assert.Empty(t, d.c.batches)
+	d.expect(effDone)
+}
