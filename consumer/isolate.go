@@ -68,8 +68,8 @@ func (c *core) isolate(bt *batch, st *jobmanager.BatchStatus) bool {
 		return false
 	}
 	lessons := isolationLessons(bt.jobs, bt.jobSeqs)
-	if len(lessons) == 0 {
-		return false
+	if len(lessons) == 0 || len(lessons) != len(bt.lessons) {
+		return false // nothing to split, or a recovered batch whose messages did not all come back
 	}
 	byKey := map[lessonKey]*pendingLesson{}
 	for _, p := range bt.lessons {
@@ -199,9 +199,14 @@ func (c *core) startChildren(bt *batch, then func()) {
 		c.batches[kid.key] = kid
 		for _, p := range kid.lessons {
 			st := c.lessons[p.key]
-			if st != nil && st.inflight == bt {
+			switch {
+			case st != nil && st.inflight == bt:
 				st.inflight = kid // the child takes the lesson over: it never leaves the gate
-			} else {
+			case st != nil && st.inflight != nil:
+				// A recovered parent that found the lesson in flight here (see indexRecords): the
+				// child takes it over when that batch lets go.
+				c.missed[p.key] = append(c.missed[p.key], kid)
+			default:
 				c.hold(p.key, kid)
 			}
 		}
