@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/lessonbridge/lessonbridge/internal/isolation"
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 	"github.com/lessonbridge/lessonbridge/schemas"
 )
@@ -58,6 +59,15 @@ type batch struct {
 	verdict     *verdict      // set once settling
 	partial     bool          // settles only part of its record's messages: the record stays
 	replaces    string        // key of the record this batch resubmits as new
+
+	// Failure isolation (isolate.go).
+	iso       *isolation.State // the isolation State of a child batch; nil for an original batch
+	parent    string           // key of the failed batch this one resubmits part of
+	root      string           // key of the original batch of its isolation
+	split     *split           // set when this batch failed and was split
+	kids      []*batch         // child batches not yet started (settle starts them)
+	followUps []string         // keys of the child batches of its split
+	rebuilt   bool             // recovered from a record rebuilt from its parent's verdict
 }
 
 // setLogger gives the batch a child logger: every line of a batch carries batchKey, mandator,

@@ -62,6 +62,12 @@ type Config struct {
 	TechnicalRetries    int
 	TechnicalRetryDelay time.Duration
 
+	// IsolateOff turns failure isolation (contract 4a, docs/isolation.md) off: a batch that
+	// JobManager fails with a data-class error then fails as a whole, as JobManager said. By
+	// default (false) the bridge finds the lessons at fault and resubmits the others in new
+	// batches with new JobIDs (--isolate on|off).
+	IsolateOff bool
+
 	// Concurrency towards JobManager.
 	MaxConcurrentSubmits int // default 8 (black-box ratio 0.78 vs 0.67 at 4, BENCHMARKS.md)
 	MaxConcurrentPolls   int // default 32

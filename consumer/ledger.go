@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/lessonbridge/lessonbridge/internal/isolation"
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 	"github.com/lessonbridge/lessonbridge/schemas"
 )
@@ -16,7 +17,10 @@ import (
 // recordVersion is the ledger record format this bridge writes and reads (finding 8). A record of
 // another version stops the bridge with an error naming the key: resubmitting its messages under
 // new JobIDs would import them twice.
-const recordVersion = 1
+//
+// Version 2 (failure isolation) adds a child batch's Isolation, Parent and Root and a split
+// parent's Verdict.Split; version 1 records are read as version 2 records without them.
+const recordVersion = 2
 
 // ErrLedgerFormat is wrapped by the error a ledger record of an unknown format stops the bridge with.
 var ErrLedgerFormat = errors.New("consumer: ledger record format")
@@ -44,6 +48,13 @@ type record struct {
 	// Replaces names the record of the batch this one resubmits as new (TechnicalRetries): written
 	// before that one is deleted, so a crash in between leaves both, and the older one is void.
 	Replaces string `json:"replaces,omitempty"`
+	// Isolation is the isolation State of a child batch of failure isolation; Parent the key of
+	// the failed batch it resubmits part of, Root the key of the original batch.
+	Isolation *isolation.State `json:"isolation,omitempty"`
+	Parent    string           `json:"parent,omitempty"`
+	Root      string           `json:"root,omitempty"`
+
+	rebuilt bool // rebuilt from its parent's verdict, not (yet) in the ledger
 }
 
 // verdict is what a settling batch's outcome says beyond what the batch itself holds (its JobIDs,
@@ -57,6 +68,9 @@ type verdict struct {
 	LessonCount   int       `json:"lessonCount"`
 	Polls         int       `json:"polls"`
 	FinishedAt    time.Time `json:"finishedAt"`
+	// Split is the failure isolation step of a failed batch (isolate.go): written before any
+	// child record, so a crash after it rebuilds the missing children.
+	Split *split `json:"split,omitempty"`
 }
 
 func verdictOf(o *schemas.Outcome) *verdict {
@@ -68,6 +82,7 @@ func verdictOf(o *schemas.Outcome) *verdict {
 // outcome rebuilds the outcome of a settling batch from its verdict.
 func (v *verdict) outcome(bt *batch) *schemas.Outcome {
 	bt.polls, bt.lessonCount = v.Polls, v.LessonCount
+	bt.split = v.Split
 	o := outcomeFor(bt, v.Reason, v.ErrorClass, v.ImportStatus, v.ErrorMessages)
 	o.Time, o.Data.FinishedAt = v.FinishedAt, v.FinishedAt
 	return o
@@ -82,7 +97,8 @@ type recordJob struct {
 
 func (bt *batch) record() *record {
 	r := &record{Version: recordVersion, Verdict: bt.verdict, Replaces: bt.replaces, Key: bt.key, Mandator: bt.mandator, Action: bt.action, State: bt.state, BatchID: bt.batchID,
-		Created: bt.created, SubmittedAt: bt.submittedAt, AcceptedAt: bt.acceptedAt, Attempts: bt.attempts}
+		Created: bt.created, SubmittedAt: bt.submittedAt, AcceptedAt: bt.acceptedAt, Attempts: bt.attempts,
+		Isolation: bt.iso, Parent: bt.parent, Root: bt.root}
 	for i, j := range bt.jobs {
 		rj := recordJob{JobID: j.JobID, Seqs: bt.jobSeqs[i]}
 		for _, l := range j.LektionList {
@@ -105,8 +121,8 @@ func parseRecord(key string, v []byte) (*record, error) {
 	if r.Version == 0 {
 		r.Version = 1
 	}
-	if r.Version != recordVersion {
-		return nil, fmt.Errorf("%w: record %s has version %d, this bridge reads version %d; run a bridge that knows it, or check the batch and remove the record by hand",
+	if r.Version != 1 && r.Version != recordVersion {
+		return nil, fmt.Errorf("%w: record %s has version %d, this bridge reads versions 1 to %d; run a bridge that knows it, or check the batch and remove the record by hand",
 			ErrLedgerFormat, key, r.Version, recordVersion)
 	}
 	if r.Key != key {
@@ -125,6 +141,25 @@ func (c *core) parseRecords(raw []rawRecord) ([]*record, []uint64, error) {
 		}
 		recs = append(recs, r)
 		revs = append(revs, e.rev)
+	}
+	// Failure isolation: a split parent settles only the messages it kept; a child whose record
+	// is missing (a crash between the parent's verdict and the child's record) is rebuilt from
+	// the parent's verdict.
+	have := map[string]bool{}
+	for _, r := range recs {
+		have[r.Key] = true
+	}
+	for _, r := range recs[:len(recs):len(recs)] {
+		narrowSplit(r)
+		kids, err := rebuildChildren(r, have)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, k := range kids {
+			have[k.Key] = true
+			recs = append(recs, k)
+			revs = append(revs, 0)
+		}
 	}
 	return recs, revs, nil
 }
@@ -233,11 +268,28 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 		}
 		bt := &batch{key: r.Key, mandator: r.Mandator, action: r.Action, state: r.State, batchID: r.BatchID,
 			created: r.Created, submittedAt: r.SubmittedAt, acceptedAt: r.AcceptedAt, attempts: r.Attempts,
-			ledgerRev: revs[i], ambiguous: true, verdict: r.Verdict, accOutage: c.outage}
+			ledgerRev: revs[i], ambiguous: true, verdict: r.Verdict, accOutage: c.outage,
+			iso: r.Isolation, parent: r.Parent, root: r.Root, rebuilt: r.rebuilt}
+		if r.rebuilt {
+			bt.ambiguous = false // never submitted: its record did not exist
+		}
+		resubmitted := map[string]bool{}
+		if r.Verdict != nil && r.Verdict.Split != nil {
+			bt.split = r.Verdict.Split
+			for _, ch := range bt.split.Children {
+				bt.followUps = append(bt.followUps, ch.Key)
+			}
+			for _, l := range bt.split.ResubmittedLessonIDs {
+				resubmitted[l] = true
+			}
+		}
 		bt.setLogger(c.log)
 		for _, j := range r.Jobs {
 			bt.jobs = append(bt.jobs, jobmanager.Job{JobID: j.JobID})
 			for _, l := range j.Lessons {
+				if resubmitted[l] {
+					continue // a child batch settles it
+				}
 				k := lessonKey{r.Mandator, l}
 				bt.lessons = append(bt.lessons, &pendingLesson{key: k})
 				if r.State == stateSettling {
@@ -260,8 +312,18 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 		c.batches[r.Key] = bt
 		c.recovering[r.Key] = rc
 		n++
-		bt.log.Info("open batch found in ledger; waiting for its messages", zap.String("state", string(r.State)),
-			zap.Int("events", len(r.Seqs)))
+		if r.rebuilt {
+			bt.log.Warn("child batch of a failure isolation rebuilt from its parent's verdict; waiting for its messages",
+				zap.String("parentBatchKey", r.Parent), zap.Int("events", len(r.Seqs)))
+		} else {
+			bt.log.Info("open batch found in ledger; waiting for its messages", zap.String("state", string(r.State)),
+				zap.Int("events", len(r.Seqs)))
+		}
+		if r.State == stateSettling && len(r.Seqs) == 0 && bt.split != nil {
+			// A split that kept no lesson at fault: no message comes back to it, its outcome goes now.
+			c.forgetRecovery(rc)
+			c.resumeFrom(rc)
+		}
 	}
 	if n > 0 {
 		c.at(deadline, c.expireRecovery)
@@ -299,6 +361,17 @@ func (c *core) reconcile(recs []*record, revs []uint64) []*item {
 			renamed = renamed || named[q]
 		}
 		switch {
+		case !ok && rc.bt.rebuilt:
+			// Rebuilt from a parent's verdict that is gone now: never submitted, its messages are
+			// new events again.
+			c.forgetRecovery(rc)
+			rc.bt.log.Info("rebuilt child record's parent is gone; its messages are admitted as new events")
+			for _, s := range rc.rec.Seqs {
+				if it := rc.items[s]; it != nil {
+					orphans = append(orphans, it)
+				}
+			}
+			c.released(rc.bt, true)
 		case replaced[k] || (!ok && renamed):
 			c.forgetRecovery(rc)
 			rc.bt.log.Info("recovered record was replaced by a resubmission; its messages go to the new record")
@@ -495,7 +568,7 @@ func (c *core) applyAckFloor(floor uint64, cur map[string]*result) {
 			}
 			c.refresh(rc, r, g.rev)
 		}
-		if g != nil && g.kind == errNotFound {
+		if g != nil && g.kind == errNotFound && !rc.bt.rebuilt {
 			if len(rc.items) > 0 {
 				// Settle what came back without a ledger record: the outcome is de-duplicated by its id.
 				rc.bt.ledgerRev = 0
@@ -579,6 +652,10 @@ func (c *core) refresh(rc *recovering, cur *record, rev uint64) {
 	rc.rec, rc.rev = cur, rev
 	bt.state, bt.batchID, bt.acceptedAt, bt.submittedAt, bt.verdict = cur.State, cur.BatchID, cur.AcceptedAt, cur.SubmittedAt, cur.Verdict
 	bt.attempts, bt.ledgerRev = cur.Attempts, rev
+	bt.iso, bt.parent, bt.root, bt.rebuilt = cur.Isolation, cur.Parent, cur.Root, cur.rebuilt
+	if cur.Verdict != nil && cur.Verdict.Split != nil {
+		bt.split = cur.Verdict.Split
+	}
 	bt.setLogger(c.log)
 	if cur.State == stateSettling {
 		for _, p := range bt.lessons {
@@ -633,6 +710,11 @@ func (c *core) resumeFrom(rc *recovering) {
 		bt.log.Info("resuming an accepted batch: polling, never resubmitting", zap.Int("events", len(bt.items)))
 		bt.accOutage = c.outage
 		c.schedulePoll(bt, 0)
+	case complete && bt.rebuilt:
+		bt.log.Info("submitting a child batch of a failure isolation rebuilt from its parent's verdict, after creating its record",
+			zap.Int("events", len(bt.items)))
+		bt.state, bt.ledgerRev = stateRecorded, 0
+		c.record(bt, 0)
 	case complete:
 		bt.log.Warn("resubmitting a recorded batch with its JobIDs; a duplicate answer means the first submit went through",
 			zap.Int("events", len(bt.items)))

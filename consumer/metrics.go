@@ -37,6 +37,11 @@ type Metrics struct {
 	deadLetterRefused prometheus.Counter
 	takenOver         prometheus.Counter
 	orderRisk         prometheus.Counter
+
+	// Failure isolation (isolate.go).
+	lessonsIsolated    prometheus.Counter
+	lessonsResubmitted prometheus.Counter
+	isolationSubmits   prometheus.Counter
 }
 
 func newMetrics() *Metrics {
@@ -87,6 +92,12 @@ func newMetrics() *Metrics {
 			Help: "Batches whose ledger record another instance changed; their messages were left to it."}),
 		orderRisk: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "recovered_lessons_in_flight_total",
 			Help: "Lessons of a recovered ledger record that were in flight here already (per-lesson order across a takeover not guaranteed)."}),
+		lessonsIsolated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "lessons_isolated_total",
+			Help: "Lessons that failure isolation showed to be at fault in a failed batch (dead-lettered, import_failed)."}),
+		lessonsResubmitted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "lessons_resubmitted_total",
+			Help: "Lessons of failed batches that failure isolation resubmitted in follow-up batches with new JobIDs."}),
+		isolationSubmits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "isolation_submits_total",
+			Help: "Follow-up batches created by failure isolation (each one submit to JobManager)."}),
 	}
 }
 
@@ -95,7 +106,8 @@ func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.batches, m.submitLatency,
 		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits, m.techResubmits,
 		m.paused, m.barrierParked, m.authFailing,
-		m.breakerOpen, m.breakerTrips, m.deadLetterRefused, m.takenOver, m.orderRisk} {
+		m.breakerOpen, m.breakerTrips, m.deadLetterRefused, m.takenOver, m.orderRisk,
+		m.lessonsIsolated, m.lessonsResubmitted, m.isolationSubmits} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

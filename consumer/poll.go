@@ -132,6 +132,9 @@ func (c *core) onPoll(bt *batch, r result) {
 			c.resubmitAsNew(bt, st.ErrorMessages)
 			return
 		}
+		if reason == schemas.ReasonImportFailed && class == schemas.ErrorClassData && c.isolate(bt, st) {
+			return
+		}
 		c.settle(bt, outcomeFor(bt, reason, class, string(st.ImportStatus), st.ErrorMessages))
 	default:
 		if c.pollTimedOut(bt, age) {

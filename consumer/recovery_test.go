@@ -204,8 +204,12 @@ func TestShutdownNaksUnsubmittedMessages(t *testing.T) {
 
 // TestCrashWhileSettlingFinishesTheSameOutcome: a crash after the outcome was published but before
 // the acks. The restart finishes the batch from its settling record: no resubmit, no second outcome.
+// Isolation is off here: the whole batch fails (isolate_test.go covers a split's crash).
 func TestCrashWhileSettlingFinishesTheSameOutcome(t *testing.T) {
-	h := newHarness(t, jobmanagertest.Config{Resources: []string{"Raum 1.01"}}, func(c *Config) { c.AckWait = 500 * time.Millisecond })
+	h := newHarness(t, jobmanagertest.Config{Resources: []string{"Raum 1.01"}}, func(c *Config) {
+		c.AckWait = 500 * time.Millisecond
+		c.IsolateOff = true
+	})
 	abandoned := make(chan string, 1)
 	h.cfg.Hooks.AfterOutcome = func(key string) error {
 		abandoned <- key

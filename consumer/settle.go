@@ -82,12 +82,17 @@ func deadLetterFor(it *item, body []byte, mandator, reason, errText, batchID str
 // resumes from the record: the outcome is re-published under the same Nats-Msg-Id (de-duplicated)
 // and the messages that come back are acked or terminated, never resubmitted.
 //
-// Failure isolation (issue 10) fits between the verdict and the outcome: child batches' records
-// are created (ledgerWrite) before the parent's outcome is published, and the parent's outcome
-// then settles only the items left to it.
+// Failure isolation (isolate.go) fits between the verdict and the outcome: the child batches'
+// records are created (startChildren) before the parent's outcome is published, and the parent's
+// outcome then settles only the items left to it (the lessons at fault), naming the others in
+// resubmittedEventIds/resubmittedLessonIds.
 func (c *core) settle(bt *batch, o *schemas.Outcome) {
 	resumed := bt.state == stateSettling
 	d := &o.Data
+	if sp := bt.split; sp != nil && d.Status == schemas.StatusFailed {
+		d.ResubmittedEventIDs = append([]string{}, sp.ResubmittedEventIDs...)
+		d.ResubmittedLessonIDs = append([]string{}, sp.ResubmittedLessonIDs...)
+	}
 	if !resumed {
 		bt.state = stateSettling
 		o.Time, d.FinishedAt = c.now, c.now
@@ -96,7 +101,8 @@ func (c *core) settle(bt *batch, o *schemas.Outcome) {
 		if d.Status == schemas.StatusFailed {
 			// The guide asks for batchId, timestamp and ErrorMessages of every failed batch.
 			bt.log.Error("batch failed", append(fields, zap.String("reason", d.Reason), zap.String("errorClass", d.ErrorClass),
-				zap.Time("finishedAt", c.now), zap.Strings("errorMessages", d.ErrorMessages))...)
+				zap.Time("finishedAt", c.now), zap.Strings("errorMessages", d.ErrorMessages),
+				zap.Int("resubmittedEvents", len(d.ResubmittedEventIDs)))...)
 		} else {
 			bt.log.Info("batch succeeded", append(fields, zap.Duration("took", c.now.Sub(bt.created)))...)
 		}
@@ -106,6 +112,7 @@ func (c *core) settle(bt *batch, o *schemas.Outcome) {
 			zap.String("reason", d.Reason), zap.Int("events", len(bt.items)))
 	}
 	bt.verdict = verdictOf(o)
+	bt.verdict.Split = bt.split
 	publish := func() {
 		c.retry("publish outcome", bt.log, func() effect { return effect{kind: effPublishOutcome, key: bt.key, outcome: o} }, func(r result) {
 			if r.kind != errNone {
@@ -123,7 +130,9 @@ func (c *core) settle(bt *batch, o *schemas.Outcome) {
 		publish()
 		return
 	}
-	c.ledgerWrite(bt, "ledger settling", publish)
+	// Failure isolation: the verdict (with the split) first, then the children's records, then
+	// the outcome.
+	c.ledgerWrite(bt, "ledger settling", func() { c.startChildren(bt, publish) })
 }
 
 // deadLetters copies the batch's items from i on to the dead-letter stream, one after the other,
@@ -351,6 +360,19 @@ func (c *core) released(bt *batch, gone bool) {
 		return
 	}
 	bt.dead = true
+	for _, kid := range bt.kids {
+		// A split whose children never started (the parent was taken over before): their lessons
+		// and messages are let go with the parent's.
+		for _, it := range kid.items {
+			if c.bySeq[it.seq] == it {
+				delete(c.bySeq, it.seq)
+			}
+		}
+		for _, p := range kid.lessons {
+			c.unhold(p.key, bt)
+		}
+	}
+	bt.kids = nil
 	if c.reloading && gone {
 		c.settledKeys[bt.key] = true // the ledger snapshot being read may still hold its record
 	}
@@ -409,6 +431,11 @@ type BatchInfo struct {
 	LastStatus string    `json:"lastStatus"`
 	Attempts   int       `json:"attempts"`
 	JobIDs     []string  `json:"jobIds"`
+	// Failure isolation: the failed batch this one resubmits part of, the original batch of its
+	// isolation, and the follow-up batches of a failed batch that was split.
+	Parent    string   `json:"parent,omitempty"`
+	Root      string   `json:"root,omitempty"`
+	FollowUps []string `json:"followUps,omitempty"`
 }
 
 func (c *core) snapshot() ([]BatchInfo, time.Time) {
@@ -417,7 +444,8 @@ func (c *core) snapshot() ([]BatchInfo, time.Time) {
 	for _, bt := range c.batches {
 		out = append(out, BatchInfo{Key: bt.key, Mandator: bt.mandator, Action: string(bt.action), BatchID: bt.batchID,
 			State: string(bt.state), Created: bt.created, Polls: bt.polls, Lessons: bt.lessonCountLocal(),
-			Events: len(bt.items), LastStatus: string(bt.lastStatus), Attempts: bt.attempts, JobIDs: bt.jobIDs()})
+			Events: len(bt.items), LastStatus: string(bt.lastStatus), Attempts: bt.attempts, JobIDs: bt.jobIDs(),
+			Parent: bt.parent, Root: bt.root, FollowUps: bt.followUps})
 		if oldest.IsZero() || bt.created.Before(oldest) {
 			oldest = bt.created
 		}

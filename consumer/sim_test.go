@@ -87,6 +87,7 @@ type jmBatch struct {
 	mandator string
 	action   string
 	jobIDs   []string
+	jobSizes []int // lessons per job, in order
 	lessons  []jmLesson
 	at       time.Time
 	doneAt   time.Time
@@ -170,6 +171,7 @@ type simWorld struct {
 	published  int
 	workload   int
 	faultsSeen map[string]int
+	style      string // ErrorMessage style of the simulated JobManager (simStyles)
 }
 
 func newSimWorld(seed uint64, workload int) *simWorld {
@@ -177,7 +179,7 @@ func newSimWorld(seed uint64, workload int) *simWorld {
 		now: time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC), kv: map[string]kvEntry{}, outcomes: map[string]*schemas.Outcome{},
 		settledBy: map[string]string{}, dls: map[string]publisher.DeadLetter{}, jm: map[string]*jmBatch{},
 		jobIDs: map[string]string{}, applied: map[string][]uint64{}, appliedEv: map[uint64]bool{}, workload: workload,
-		faultsSeen: map[string]int{}, traceLen: 60}
+		faultsSeen: map[string]int{}, traceLen: 60, style: simStyles[seed%uint64(len(simStyles))]}
 	w.cfg = Config{
 		PollSchedule: []time.Duration{10 * time.Millisecond, 30 * time.Millisecond}, PollJitter: 0.1,
 		PollTimeout: time.Minute, NotFoundGrace: time.Second, BatchLinger: 20 * time.Millisecond,
@@ -614,6 +616,7 @@ func (w *simWorld) submit(in *simInst, e effect) {
 		}
 		w.jobIDs[j.JobID] = fp
 		b.jobIDs = append(b.jobIDs, j.JobID)
+		b.jobSizes = append(b.jobSizes, len(j.LektionList))
 	}
 	if len(b.dups) == 0 {
 		// Never two batches of one lesson in flight (at JobManager, among batches that may apply).
@@ -652,11 +655,7 @@ func (w *simWorld) finishJM(b *jmBatch) {
 	case w.p(w.f.technical, "jmTechnicalFailure"):
 		b.failed = append(b.failed, "Fehler: Zeitüberschreitung bei der Datenbank")
 	default:
-		for _, l := range b.lessons {
-			if l.bad {
-				b.failed = append(b.failed, "Fehler: Ressource unbekannt (LektionId "+l.id+")")
-			}
-		}
+		b.failed = w.badMessages(b)
 	}
 	if len(b.failed) > 0 {
 		w.logf("JobManager batch %s failed: %v", b.id, b.failed)
@@ -675,6 +674,41 @@ func (w *simWorld) finishJM(b *jmBatch) {
 		w.applied[k] = append(hist, l.seq)
 	}
 	w.logf("JobManager batch %s created %d lessons", b.id, len(b.lessons))
+}
+
+// simStyles are the ErrorMessage styles of the simulated JobManager (as jobmanagertest's): one per
+// seed.
+var simStyles = []string{"lessons", "jobid", "anonymous", "first-error"}
+
+// badMessages are the ErrorMessages of a batch with bad lessons, in the seed's style; nil when
+// it has none.
+func (w *simWorld) badMessages(b *jmBatch) []string {
+	var byLesson, byJob []string
+	at := 0
+	for ji, j := range b.jobIDs {
+		named := false
+		for _, l := range b.lessons[at : at+b.jobSizes[ji]] {
+			if l.bad {
+				byLesson = append(byLesson, "Fehler: Ressource unbekannt (JobID "+j+", LektionId "+l.id+")")
+				if !named {
+					byJob = append(byJob, "Fehler: Validierung fehlgeschlagen (JobID "+j+")")
+					named = true
+				}
+			}
+		}
+		at += b.jobSizes[ji]
+	}
+	switch {
+	case len(byLesson) == 0:
+		return nil
+	case w.style == "jobid":
+		return byJob
+	case w.style == "anonymous":
+		return []string{"Fehler: Validierung fehlgeschlagen"}
+	case w.style == "first-error":
+		return byLesson[:1]
+	}
+	return byLesson
 }
 
 func (w *simWorld) poll(in *simInst, e effect) {
@@ -868,6 +902,12 @@ func (w *simWorld) checkEnd() {
 		w.violate("not quiet at the end: %s", w.openSummary())
 		return
 	}
+	byEvent := map[string]*simMsg{}
+	for _, m := range w.msgs {
+		if m.valid {
+			byEvent[m.eventID] = m
+		}
+	}
 	for _, m := range w.msgs {
 		if !m.valid {
 			if m.state != msgTermed || !w.hasDeadLetter(m) {
@@ -898,11 +938,27 @@ func (w *simWorld) checkEnd() {
 			case schemas.ReasonSubmitGaveUp, schemas.ReasonPollTimeout, schemas.ReasonBatchUnknown:
 				w.violate("seq %d failed with %s: an outage must not fail events", m.seq, o.Data.Reason)
 			}
+			if !w.cfg.IsolateOff && o.Data.Reason == schemas.ReasonImportFailed && o.Data.ErrorClass == schemas.ErrorClassData &&
+				len(jobmanager.DuplicateJobIDs(o.Data.ErrorMessages)) == 0 && !w.ownFault(m, o, byEvent) {
+				w.violate("seq %d (lesson %s) failed in outcome %s because of another lesson (isolation on, %s style)",
+					m.seq, m.lesson, o.ID, w.style)
+			}
 		}
 	}
 	if len(w.kv) > 0 {
 		w.violate("%d ledger records left: %v", len(w.kv), sortedKeys(w.kv))
 	}
+}
+
+// ownFault reports whether a failed outcome holds a bad event of m's own lesson (m itself, or the
+// later event it was coalesced with): then m fails because of its own lesson.
+func (w *simWorld) ownFault(m *simMsg, o *schemas.Outcome, byEvent map[string]*simMsg) bool {
+	for _, id := range o.Data.EventIDs {
+		if x := byEvent[id]; x != nil && x.bad && x.lesson == m.lesson {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *simWorld) openSummary() string {

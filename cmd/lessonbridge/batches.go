@@ -158,16 +158,30 @@ func writeBatchTable(w io.Writer, list []consumer.BatchInfo, now time.Time) erro
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MANDATOR\tACTION\tBATCH\tSTATE\tAGE\tPOLLS\tLESSONS\tEVENTS\tLAST STATUS")
+	fmt.Fprintln(tw, "MANDATOR\tACTION\tBATCH\tSTATE\tAGE\tPOLLS\tLESSONS\tEVENTS\tLAST STATUS\tISOLATION")
 	for _, b := range list {
 		age := "-"
 		if !b.Created.IsZero() {
 			age = now.Sub(b.Created).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", orDash(oneLine(b.Mandator)), orDash(oneLine(b.Action)),
-			orDash(oneLine(b.BatchID)), orDash(oneLine(b.State)), age, b.Polls, b.Lessons, b.Events, orDash(oneLine(b.LastStatus)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", orDash(oneLine(b.Mandator)), orDash(oneLine(b.Action)),
+			orDash(oneLine(b.BatchID)), orDash(oneLine(b.State)), age, b.Polls, b.Lessons, b.Events, orDash(oneLine(b.LastStatus)),
+			isolationOf(b))
 	}
 	return tw.Flush()
+}
+
+// isolationOf says how a batch takes part in failure isolation: the follow-ups of a failed batch
+// that was split, or the failed batch (outcome id) a follow-up resubmits part of; "-" for neither.
+func isolationOf(b consumer.BatchInfo) string {
+	var parts []string
+	if b.Parent != "" {
+		parts = append(parts, "follow-up of "+oneLine(b.Parent))
+	}
+	if len(b.FollowUps) > 0 {
+		parts = append(parts, "split into "+oneLine(strings.Join(b.FollowUps, ",")))
+	}
+	return orDash(strings.Join(parts, "; "))
 }
 
 // writeJMTable prints JobManager's batch list of mandator.

@@ -38,6 +38,10 @@ func TestBatchesCommand(t *testing.T) {
 		{Key: "k1", Mandator: "zh-kanti", Action: "create", BatchID: "12345", State: "polling",
 			Created: time.Now().Add(-95 * time.Second), Polls: 4, Lessons: 12, Events: 13, LastStatus: "AwaitingLessonProcessing"},
 		{Key: "k2", Mandator: "zh-kanti", Action: "delete", State: "submitting", Created: time.Now(), Lessons: 1, Events: 1},
+		{Key: "k3", Mandator: "zh-kanti", Action: "create", BatchID: "12346", State: "settling", Created: time.Now(), Lessons: 4, Events: 1,
+			LastStatus: "LessonsImportFailed", FollowUps: []string{"k4"}},
+		{Key: "k4", Mandator: "zh-kanti", Action: "create", State: "recorded", Created: time.Now(), Lessons: 3, Events: 3,
+			Parent: "k3", Root: "k3"},
 	}
 	var ready atomic.Int32
 	ready.Store(200)
@@ -51,9 +55,11 @@ func TestBatchesCommand(t *testing.T) {
 		wantErr string
 	}{
 		{"table", []string{"--http-addr", addr}, []string{
-			"MANDATOR ACTION BATCH STATE AGE POLLS LESSONS EVENTS LAST STATUS",
-			"zh-kanti create 12345 polling 1m35s 4 12 13 AwaitingLessonProcessing",
-			"zh-kanti delete - submitting 0s 0 1 1 -",
+			"MANDATOR ACTION BATCH STATE AGE POLLS LESSONS EVENTS LAST STATUS ISOLATION",
+			"zh-kanti create 12345 polling 1m35s 4 12 13 AwaitingLessonProcessing -",
+			"zh-kanti delete - submitting 0s 0 1 1 - -",
+			"zh-kanti create 12346 settling 0s 0 4 1 LessonsImportFailed split into k4",
+			"zh-kanti create - recorded 0s 0 3 3 - follow-up of k3",
 		}, ""},
 		{"URL form", []string{"--http-addr", "http://" + addr + "/"}, []string{"MANDATOR", "zh-kanti create 12345"}, ""},
 		{"empty", []string{"--http-addr", empty}, []string{"the bridge has no batches in flight"}, ""},
@@ -89,8 +95,10 @@ func TestBatchesCommand(t *testing.T) {
 		require.NoError(t, runBatches(context.Background(), []string{"--http-addr", addr, "--json"}, &stdout, &bytes.Buffer{}))
 		var got []consumer.BatchInfo
 		require.NoError(t, json.Unmarshal(stdout.Bytes(), &got))
-		require.Len(t, got, 2)
+		require.Len(t, got, 4)
 		assert.Equal(t, "12345", got[0].BatchID)
+		assert.Equal(t, []string{"k4"}, got[2].FollowUps)
+		assert.Equal(t, "k3", got[3].Parent)
 	})
 
 	t.Run("not ready", func(t *testing.T) {

@@ -48,6 +48,7 @@ type runFlags struct {
 	ShutdownGrace    string
 	TechRetries      string
 	TechRetryDelay   string
+	Isolate          string
 	Mandators        string
 	EnsureTopology   boolText
 	PriorityGroup    string
@@ -113,6 +114,7 @@ func registerRunFlags(fs *flag.FlagSet) *runFlags {
 	s(&f.ShutdownGrace, "shutdown-grace", "10s", "at shutdown, how long in-flight batches get to settle")
 	s(&f.TechRetries, "technical-retries", "0", "resubmit a batch JobManager failed with a technical error as a new batch (new JobIDs) at most this often; 0: never (the guide warns against blind retries)")
 	s(&f.TechRetryDelay, "technical-retry-delay", "1m", "wait before each such resubmission")
+	s(&f.Isolate, "isolate", "on", "failure isolation (contract 4a): on: a batch JobManager fails with a data error is split, only the lessons at fault fail and the others are resubmitted with new JobIDs; off: the whole batch fails")
 	s(&f.Mandators, "mandators", "", "allow-list of mandators, comma-separated (empty: all); others are dead-lettered")
 	fs.Var(&f.EnsureTopology, "ensure-topology", "create missing streams, consumer and ledger bucket at start (existing ones are never changed)")
 	s(&f.PriorityGroup, "priority-group", "", "pinned-client priority group for several instances (high availability), e.g. lessonbridge; empty: off")
@@ -264,6 +266,13 @@ func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
 	c.ShutdownGrace = positive("shutdown-grace", f.ShutdownGrace)
 	c.TechnicalRetries = atLeast(0, "technical-retries", f.TechRetries, "must be a whole number, 0 or more")
 	c.TechnicalRetryDelay = positive("technical-retry-delay", f.TechRetryDelay)
+	switch strings.ToLower(strings.TrimSpace(f.Isolate)) {
+	case "on":
+	case "off":
+		c.IsolateOff = true
+	default:
+		bad("isolate", f.Isolate, "must be on or off")
+	}
 	for _, m := range strings.Split(f.Mandators, ",") {
 		m = strings.TrimSpace(m)
 		if m == "" {
@@ -530,6 +539,7 @@ func (s runSettings) logFields() []zap.Field {
 		zap.Duration("shutdownGrace", c.ShutdownGrace),
 		zap.Int("technicalRetries", c.TechnicalRetries),
 		zap.Duration("technicalRetryDelay", c.TechnicalRetryDelay),
+		zap.Bool("isolate", !c.IsolateOff),
 		zap.Strings("mandators", c.Mandators),
 		zap.Bool("ensureTopology", *c.EnsureTopology),
 		zap.String("priorityGroup", c.PriorityGroup),

@@ -80,6 +80,7 @@ func TestRunSettingsDefaults(t *testing.T) {
 	assert.Equal(t, 100000, c.MaxHeld)
 	assert.Equal(t, 10*time.Second, c.ShutdownGrace)
 	assert.Zero(t, c.TechnicalRetries, "no blind retries unless asked for")
+	assert.False(t, c.IsolateOff, "failure isolation is on by default")
 	require.NotNil(t, c.EnsureTopology)
 	assert.True(t, *c.EnsureTopology)
 	assert.Empty(t, c.Mandators)
@@ -184,12 +185,25 @@ func TestRunSettingsFromEnvironment(t *testing.T) {
 	require.Empty(t, errorTexts(errs))
 	assert.Equal(t, "nats://ours:4222", s.NATS.URL, "LESSONBRIDGE_NATS_URL wins over NATS_URL")
 
+	s, errs = parseRunFlags(t, "--isolate", "off").settings(fstest.MapFS{})
+	require.Empty(t, errorTexts(errs))
+	assert.True(t, s.Bridge.IsolateOff, "--isolate off")
+	t.Setenv("LESSONBRIDGE_ISOLATE", "OFF")
+	s, errs = parseRunFlags(t).settings(fstest.MapFS{})
+	require.Empty(t, errorTexts(errs))
+	assert.True(t, s.Bridge.IsolateOff, "LESSONBRIDGE_ISOLATE=OFF")
+	s, errs = parseRunFlags(t, "--isolate", "on").settings(fstest.MapFS{})
+	require.Empty(t, errorTexts(errs))
+	assert.False(t, s.Bridge.IsolateOff, "the flag wins over the environment")
+
 	t.Setenv("LESSONBRIDGE_ACK_WAIT", "soon")
 	t.Setenv("LESSONBRIDGE_ENSURE_TOPOLOGY", "maybe")
+	t.Setenv("LESSONBRIDGE_ISOLATE", "sometimes")
 	_, errs = parseRunFlags(t).settings(fstest.MapFS{})
 	assert.ElementsMatch(t, []string{
 		`--ack-wait (LESSONBRIDGE_ACK_WAIT) "soon": not a duration (use Go syntax such as 250ms, 2s, 30m)`,
 		`--ensure-topology (LESSONBRIDGE_ENSURE_TOPOLOGY) "maybe": must be true or false`,
+		`--isolate (LESSONBRIDGE_ISOLATE) "sometimes": must be on or off`,
 	}, errorTexts(errs))
 }
 
@@ -387,4 +401,16 @@ func TestRunConcurrencyFlags(t *testing.T) {
 		`--batch-max-bytes (LESSONBRIDGE_BATCH_MAX_BYTES) "100": must be at least 1024`,
 		`--pinned-ttl (LESSONBRIDGE_PINNED_TTL) "0s": must be positive`,
 	}, errorTexts(errs))
+}
+
+// TestRunHelpListsIsolate: `run --help` shows --isolate with its default and what off means.
+func TestRunHelpListsIsolate(t *testing.T) {
+	assert.True(t, subcommandFlags(t, "run")["isolate"])
+	var stderr bytes.Buffer
+	require.Error(t, run(context.Background(), []string{"run", "--help"}, io.Discard, &stderr))
+	help := stderr.String()
+	i := strings.Index(help, "--isolate")
+	require.GreaterOrEqual(t, i, 0)
+	assert.Contains(t, help[i:min(len(help), i+400)], "off: the whole batch fails")
+	assert.Contains(t, help[i:min(len(help), i+400)], "(env LESSONBRIDGE_ISOLATE, default on)")
 }

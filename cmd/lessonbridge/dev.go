@@ -61,9 +61,13 @@ var devResources = []string{"Raum 1.01", "Raum 1.02", "Raum 2.14", "Labor 3.05",
 // devUnknownResource is the room of dev's deliberately failing batch.
 const devUnknownResource = "Raum 9.99"
 
-// devBrokenEvents is how many events of the workload go into the failing batch (taken from --events
+// devBrokenEvents is how many events of the workload name the unknown room (taken from --events
 // when it is at least 10).
 const devBrokenEvents = 3
+
+// devAnnexGood is how many valid lessons share the failing batch with the broken ones: failure
+// isolation dead-letters only the broken ones and imports these in a follow-up batch.
+const devAnnexGood = 3
 
 // devConfig is the bridge configuration of dev: timings short enough to watch a whole flow in seconds.
 func devConfig(log *zap.Logger) consumer.Config {
@@ -361,21 +365,28 @@ func awaitReady(ctx context.Context, bridge *consumer.Bridge, runDone <-chan err
 	return nil
 }
 
-// devWorkload is the sample of n events: n-devBrokenEvents from publisher.SampleEvents for mandator,
-// and (when n >= 10) broken = devBrokenEvents valid creations for a second mandator, annex, that name
-// a room the simulator does not know, so that their batch ends LessonsImportFailed.
+// devWorkload is the sample of n events: n-devBrokenEvents-devAnnexGood from publisher.SampleEvents
+// for mandator, and (when n >= 10) devBrokenEvents + devAnnexGood valid creations for a second
+// mandator, annex, in one batch: broken = devBrokenEvents of them name a room the simulator does not
+// know, so that their batch ends LessonsImportFailed, and the others are good (failure isolation
+// imports them in a follow-up batch).
 func devWorkload(n int, mandator string, seed int64, failRate float64) (changes []publisher.RawChange, annex string, broken int) {
+	good := 0
 	if n >= 10 {
-		broken = devBrokenEvents
+		broken, good = devBrokenEvents, devAnnexGood
 	}
-	changes = publisher.SampleEvents(n-broken, mandator, seed, failRate)
+	changes = publisher.SampleEvents(n-broken-good, mandator, seed, failRate)
 	annex = "annex"
 	if mandator == annex {
 		annex = "annex-2"
 	}
 	start := time.Date(2026, 2, 2, 8, 0, 0, 0, time.UTC)
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	for i := range broken {
+	for i := range broken + good {
+		room := devUnknownResource
+		if i >= broken {
+			room = devResources[i%len(devResources)]
+		}
 		id, err := uuid.NewV7()
 		if err != nil {
 			id = uuid.New()
@@ -386,7 +397,7 @@ func devWorkload(n int, mandator string, seed int64, failRate float64) (changes 
 			Data: schemas.LessonData{
 				LessonID: fmt.Sprintf("A-%05d", i+1),
 				Start:    start.Add(time.Duration(i) * time.Hour), End: start.Add(time.Duration(i)*time.Hour + 45*time.Minute),
-				Resource: devUnknownResource, Group: "annex-move",
+				Resource: room, Group: "annex-move",
 			},
 		}
 		body, err := json.Marshal(ev)
@@ -467,6 +478,9 @@ type devTracker struct {
 	invalidNamed int                 // how many events the sample made invalid on purpose (for the description)
 	imported     int
 	batchesOK    int
+	resubmitted  map[string]bool   // event ids a failed batch resubmitted (failure isolation)
+	isoImported  int               // of those, imported by a follow-up batch
+	isoBad       int               // events at fault in failed batches that isolation worked on
 	failed       map[string][2]int // reason -> {events, batches}
 	invalid      int
 	finished     bool
@@ -474,7 +488,8 @@ type devTracker struct {
 
 func newDevTracker(out *linePrinter, changes []publisher.RawChange) *devTracker {
 	t := &devTracker{out: out, total: len(changes), began: time.Now(), done: make(chan struct{}),
-		pending: map[string]bool{}, idsByBody: map[string][]string{}, failed: map[string][2]int{}}
+		pending: map[string]bool{}, idsByBody: map[string][]string{}, failed: map[string][2]int{},
+		resubmitted: map[string]bool{}}
 	for _, c := range changes {
 		t.pending[c.ID] = true
 		t.idsByBody[string(c.Body)] = append(t.idsByBody[string(c.Body)], c.ID)
@@ -493,7 +508,9 @@ func (t *devTracker) describeWorkload(mandator, annex string, broken int) string
 	s := fmt.Sprintf("%s published %d events: %d sample events for %s (%d invalid on purpose)", clock(time.Now()),
 		t.total, t.total-broken, mandator, t.invalidNamed)
 	if broken > 0 {
-		s += fmt.Sprintf(", %d for %s naming the unknown room %q", broken, annex, devUnknownResource)
+		s = fmt.Sprintf("%s published %d events: %d sample events for %s (%d invalid on purpose)", clock(time.Now()),
+			t.total, t.total-broken-devAnnexGood, mandator, t.invalidNamed)
+		s += fmt.Sprintf(", %d for %s in one batch, %d of them naming the unknown room %q", broken+devAnnexGood, annex, broken, devUnknownResource)
 	}
 	return s
 }
@@ -527,12 +544,24 @@ func (t *devTracker) settleOutcome(data []byte) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	mine := 0
+	mine, isolated := 0, len(o.Data.ResubmittedEventIDs) > 0
 	for _, id := range o.Data.EventIDs {
+		if t.resubmitted[id] {
+			isolated = true
+			if o.Data.Status == schemas.StatusSucceeded {
+				t.isoImported++
+			}
+		}
 		if t.pending[id] {
 			delete(t.pending, id)
 			mine++
 		}
+	}
+	for _, id := range o.Data.ResubmittedEventIDs {
+		t.resubmitted[id] = true
+	}
+	if isolated && o.Data.Status == schemas.StatusFailed {
+		t.isoBad += len(o.Data.EventIDs)
 	}
 	if mine > 0 {
 		if o.Data.Status == schemas.StatusSucceeded {
@@ -579,7 +608,7 @@ func (t *devTracker) finish() {
 
 // summary is the closing line, e.g.
 //
-//	60 events: 51 imported in 6 batches, 3 failed import in 1 batch, 6 dead-lettered as invalid (all settled in 4.2s)
+//	60 events: 51 imported in 6 batches, 3 failed import in 1 batch, 6 dead-lettered as invalid (all settled in 4.2s); failure isolation: 3 imported after isolating 3 bad ones
 func (t *devTracker) summary(took time.Duration) string {
 	parts := []string{fmt.Sprintf("%d imported in %s", t.imported, plural(t.batchesOK, "batch", "batches"))}
 	reasons := make([]string, 0, len(t.failed))
@@ -595,7 +624,11 @@ func (t *devTracker) summary(took time.Duration) string {
 		parts = append(parts, fmt.Sprintf("%d %s in %s", t.failed[r][0], what, plural(t.failed[r][1], "batch", "batches")))
 	}
 	parts = append(parts, fmt.Sprintf("%d dead-lettered as invalid", t.invalid))
-	return fmt.Sprintf("%s %d events: %s (all settled in %s)", clock(time.Now()), t.total, strings.Join(parts, ", "), took.Round(100*time.Millisecond))
+	s := fmt.Sprintf("%s %d events: %s (all settled in %s)", clock(time.Now()), t.total, strings.Join(parts, ", "), took.Round(100*time.Millisecond))
+	if len(t.resubmitted) > 0 {
+		s += fmt.Sprintf("; failure isolation: %d imported after isolating %d bad ones", t.isoImported, t.isoBad)
+	}
+	return s
 }
 
 func plural(n int, one, many string) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -50,16 +51,18 @@ func TestRunDev(t *testing.T) {
 	n := func(i int) int { v, _ := strconv.Atoi(m[i]); return v }
 	assert.Equal(t, 30, n(1))
 	assert.Equal(t, devBrokenEvents, n(4), "the batch with the unknown room failed")
-	assert.Equal(t, 3, n(5), "round(27*0.1) sample events are invalid")
+	assert.Equal(t, 2, n(5), "round(24*0.1) sample events are invalid")
 	assert.Equal(t, 30, n(2)+n(4)+n(5))
 	assert.Positive(t, n(3))
+	assert.Contains(t, out, fmt.Sprintf("; failure isolation: %d imported after isolating %d bad ones", devAnnexGood, devBrokenEvents),
+		"the good lessons of the failing batch are imported by a follow-up batch")
 
 	// The printed lines account for every event on their own, each once: the events of each outcome
 	// line plus one line per invalid_event dead letter (the failed batch's dead letters are counted
 	// by its outcome line, not printed again).
 	settled, deadLetterLines := 0, 0
 	okRE := regexp.MustCompile(`✔ \S+ \S+ batch \S+ imported: \d+ lessons? \((\d+) events?, `)
-	failRE := regexp.MustCompile(`✘ \S+ \S+ batch \S+ failed, import_failed \(data\): (\d+) events? dead-lettered: (.*)$`)
+	failRE := regexp.MustCompile(`✘ \S+ \S+ batch \S+ failed, import_failed \(data\): (\d+) events? dead-lettered, 3 events resubmitted: (.*)$`)
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		assert.LessOrEqual(t, utf8.RuneCountInString(line), 200, "a long line: %s", line)
 		assert.NotContains(t, line, `{"`, "no JSON on the terminal")
@@ -168,6 +171,7 @@ func TestDevWorkload(t *testing.T) {
 	require.Len(t, changes, 200)
 	assert.Equal(t, devBrokenEvents, broken)
 	assert.Equal(t, "annex", annex)
+	annexN, unknown := 0, 0
 	for _, c := range changes {
 		ev, err := schemas.Decode(c.Body, c.Mandator)
 		require.NoError(t, err, string(c.Body))
@@ -175,12 +179,19 @@ func TestDevWorkload(t *testing.T) {
 			continue
 		}
 		if c.Mandator == annex {
-			assert.Equal(t, devUnknownResource, ev.Data.Resource)
+			annexN++
+			if ev.Data.Resource == devUnknownResource {
+				unknown++
+			}
+			assert.Equal(t, "annex-move", ev.Data.Group, "one job: good and bad lessons meet in one batch")
 			assert.Equal(t, schemas.TypeLessonCreated, ev.Type)
 		} else {
 			assert.True(t, slices.Contains(devResources, ev.Data.Resource), "room %q unknown to the dev simulator", ev.Data.Resource)
 		}
 	}
+
+	assert.Equal(t, devBrokenEvents+devAnnexGood, annexN)
+	assert.Equal(t, devBrokenEvents, unknown)
 
 	small, _, broken := devWorkload(5, "annex", 1, 0)
 	assert.Len(t, small, 5)
