@@ -239,6 +239,7 @@ type floorWait struct {
 	key    string
 	rev    uint64
 	maxSeq uint64
+	seqs   []uint64
 	body   []byte // the final ack-protocol message (Ack or Term)
 	since  time.Time
 	log    *zap.Logger
@@ -256,8 +257,10 @@ func (c *core) awaitAckFloor(bt *batch, body []byte) {
 		return
 	}
 	w := &floorWait{key: bt.key, rev: bt.ledgerRev, body: body, since: c.now, log: bt.log}
+	w.seqs = make([]uint64, 0, len(bt.items))
 	for _, it := range bt.items {
 		w.maxSeq = max(w.maxSeq, it.seq)
+		w.seqs = append(w.seqs, it.seq)
 		c.floorBySeq[it.seq] = w
 	}
 	c.floorWaits[bt.key] = w
@@ -307,8 +310,8 @@ func (c *core) floorMaxWait() time.Duration { return 4*c.ackWait + 30*time.Secon
 
 func (c *core) forgetFloorWait(w *floorWait) {
 	delete(c.floorWaits, w.key)
-	for s, x := range c.floorBySeq {
-		if x == w {
+	for _, s := range w.seqs {
+		if c.floorBySeq[s] == w {
 			delete(c.floorBySeq, s)
 		}
 	}
