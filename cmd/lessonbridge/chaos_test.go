@@ -172,6 +172,9 @@ const chaosToken = "chaos-token"
 
 var chaosMandators = []string{"chaos-a", "chaos-b"}
 
+// chaosBadLessons are LektionIds the simulator always refuses (in both mandators).
+var chaosBadLessons = []string{"L-00007", "L-00023", "L-00041"}
+
 // chaos is the harness of one plan: NATS and the simulator in process, the bridge as a subprocess.
 type chaos struct {
 	t        *testing.T
@@ -238,7 +241,15 @@ func newChaos(t *testing.T, bin string, plan chaosPlan) *chaos {
 	require.NoError(t, err)
 
 	c.sim = jobmanagertest.New(jobmanagertest.Config{
-		Token:           chaosToken,
+		Token: chaosToken,
+		// A few lessons JobManager always refuses (issue 10): failure isolation must keep them from
+		// failing the lessons that share their batches, across kills and restarts.
+		// Styles that keep JobManager's job-level "Duplicate JobId" message: with first-error a
+		// resubmission after a crash can be answered with only the bad lesson's message, and the
+		// in-doubt window is not recognised (a known limit, see the closing note of issue 10).
+		BadLessons: chaosBadLessons,
+		ErrorStyle: []jobmanagertest.ErrorStyle{jobmanagertest.StyleLessons, jobmanagertest.StyleJobID,
+			jobmanagertest.StyleAnonymous}[uint64(seed)%3],
 		CreationDelay:   20 * time.Millisecond,
 		ProcessingDelay: 50 * time.Millisecond,
 		NotFoundLag:     20 * time.Millisecond,
@@ -669,8 +680,14 @@ func (c *chaos) verify() {
 	byReason := map[string]int{}
 	jobOwner := map[string]string{} // JobID -> outcome id
 	inDoubtJobs := map[string]bool{}
-	inDoubt := 0
-	failedLessons := map[string]bool{} // mandator/lessonId of failures other than in_doubt
+	inDoubt, isolated := 0, 0
+	type dataFailure struct {
+		o      *schemas.Outcome
+		lesson string
+	}
+	var dataFailed []dataFailure
+	unknownLessons := map[string]bool{} // in doubt with a bad lesson among them: applied or not
+	failedLessons := map[string]bool{}  // mandator/lessonId of failures other than in_doubt
 	var outcomes, unexplained []*schemas.Outcome
 	for _, m := range c.readStream("LESSON_OUTCOMES") {
 		assert.NoError(t, schemas.ValidateSchema(schemas.SchemaOutcome, m.Data()), string(m.Data()))
@@ -698,10 +715,28 @@ func (c *chaos) verify() {
 			for _, j := range d.JobIDs {
 				inDoubtJobs[j] = true
 			}
+			// In doubt means the first submit probably went through. With a bad lesson among them it
+			// may have failed as a whole instead (JobManager applies nothing of a failed batch, and its
+			// JobIDs still count as used): these lessons' state is unknown, as the contract says, and a
+			// later change of them may fail for that reason.
+			if slices.ContainsFunc(d.LessonIDs, func(l string) bool { return slices.Contains(chaosBadLessons, l) }) {
+				for _, l := range d.LessonIDs {
+					unknownLessons[d.Mandator+"/"+l] = true
+					failedLessons[d.Mandator+"/"+l] = true
+				}
+			}
 		case d.Reason == schemas.ReasonImportFailed && d.ErrorClass == schemas.ErrorClassTechnical:
 			for _, l := range d.LessonIDs {
 				failedLessons[d.Mandator+"/"+l] = true
 			}
+		case d.Reason == schemas.ReasonImportFailed && d.ErrorClass == schemas.ErrorClassData:
+			// Failure isolation: a data failure settles only the lessons at fault (checked below, once
+			// every in-doubt outcome is known).
+			for _, l := range d.LessonIDs {
+				dataFailed = append(dataFailed, dataFailure{o, l})
+				failedLessons[d.Mandator+"/"+l] = true
+			}
+			isolated += len(d.LessonIDs)
 		default:
 			t.Errorf("outcome %s (batch %s, %s %s) failed with reason %q class %q, which no injected fault explains: %v",
 				o.ID, d.BatchID, d.Mandator, d.Action, d.Reason, d.ErrorClass, d.ErrorMessages)
@@ -709,6 +744,14 @@ func (c *chaos) verify() {
 				failedLessons[d.Mandator+"/"+l] = true
 			}
 			unexplained = append(unexplained, o)
+		}
+	}
+	for _, f := range dataFailed {
+		d := f.o.Data
+		if !slices.Contains(chaosBadLessons, f.lesson) && !unknownLessons[d.Mandator+"/"+f.lesson] {
+			t.Errorf("outcome %s (batch %s) failed valid lesson %s/%s because of another lesson: %v",
+				f.o.ID, d.BatchID, d.Mandator, f.lesson, d.ErrorMessages)
+			unexplained = append(unexplained, f.o)
 		}
 	}
 	for id, n := range outcomeIDs {
@@ -854,10 +897,10 @@ func (c *chaos) verify() {
 	sort.Strings(reqs)
 	t.Logf("summary: %d events (%d valid, %d invalid) in %v; %d outcomes [%s]; %d dead letters; "+
 		"%d incarnations, %d SIGKILLs by the test, %d by the fault hook, %d NATS restarts; "+
-		"%d in_doubt outcomes, %d duplicate batches in JobManager, %d JobIDs sent more than once; "+
-		"lost %d, settled twice %d; JobManager requests [%s]",
+		"%d in_doubt outcomes, %d lessons failed by isolation (bad lessons %v), %d duplicate batches in JobManager, "+
+		"%d JobIDs sent more than once; lost %d, settled twice %d; JobManager requests [%s]",
 		len(order), valid, invalid, time.Since(c.started).Round(time.Millisecond), len(outcomes), strings.Join(rs, " "), len(dead),
-		c.incarnations, c.kills, c.hookKills, c.natsRestarts, inDoubt, dupBatches, resent, lost, twice, strings.Join(reqs, " "))
+		c.incarnations, c.kills, c.hookKills, c.natsRestarts, inDoubt, isolated, chaosBadLessons, dupBatches, resent, lost, twice, strings.Join(reqs, " "))
 	assert.Equal(t, c.plan.kills+c.plan.hookKills+1, c.kills, "SIGKILLs by the test (one before the final incarnation)")
 	assert.Equal(t, c.plan.hookKills, c.hookKills, "SIGKILLs by the fault hook")
 }
