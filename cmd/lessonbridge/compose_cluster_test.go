@@ -135,21 +135,7 @@ func TestClusterComposeCommandsFlagsAndEnvironment(t *testing.T) {
 		require.NotEmpty(t, s.Command, name)
 		sub, flags := checkInvocation(t, name+" command", s.Command)
 		known := subcommandFlags(t, sub)
-		byEnv := map[string]string{}
-		for f := range known {
-			byEnv[envName(f)] = f
-		}
-		for k, v := range s.Environment {
-			if !strings.HasPrefix(k, "LESSONBRIDGE_") {
-				continue
-			}
-			f, ok := byEnv[k]
-			if assert.True(t, ok, "%s: %s names no flag of %s", name, k, sub) {
-				if _, onCommandLine := flags[f]; !onCommandLine {
-					flags[f] = v
-				}
-			}
-		}
+		addEnvFlags(t, name, sub, known, flags, s.Environment)
 		listens[name] = map[string]bool{}
 		for _, f := range []string{"addr", "http-addr"} {
 			if addr := flags[f]; addr != "" {

@@ -138,21 +138,7 @@ func TestComposeCommandsFlagsAndEnvironment(t *testing.T) {
 		}
 		sub, flags := checkInvocation(t, name+" command", cmd)
 		known := subcommandFlags(t, sub)
-		byEnv := map[string]string{}
-		for f := range known {
-			byEnv[envName(f)] = f
-		}
-		for k, v := range s.Environment {
-			if !strings.HasPrefix(k, "LESSONBRIDGE_") {
-				continue
-			}
-			f, ok := byEnv[k]
-			if assert.True(t, ok, "%s: %s names no flag of %s", name, k, sub) {
-				if _, onCommandLine := flags[f]; !onCommandLine {
-					flags[f] = v
-				}
-			}
-		}
+		addEnvFlags(t, name, sub, known, flags, s.Environment)
 		listens[name] = map[string]bool{}
 		for _, f := range []string{"addr", "http-addr"} {
 			addr, ok := flags[f]
@@ -452,4 +438,28 @@ func TestDockerignore(t *testing.T) {
 		return nil
 	}))
 	assert.Greater(t, needed, 20)
+}
+
+// addEnvFlags adds to flags (those of the command line) the values a service's environment gives
+// the flags of subcommand sub, by the variable names the binary really reads (envNameFor); a
+// LESSONBRIDGE_ variable that names no flag of sub is an error.
+func addEnvFlags(t *testing.T, service, sub string, known map[string]bool, flags map[string]string, env map[string]string) {
+	t.Helper()
+	byEnv := map[string]string{}
+	for f := range known {
+		for _, e := range envNamesFor(sub, f) {
+			byEnv[e] = f
+		}
+	}
+	for k, v := range env {
+		if !strings.HasPrefix(k, "LESSONBRIDGE_") {
+			continue
+		}
+		f, ok := byEnv[k]
+		if assert.True(t, ok, "%s: %s names no flag of %s", service, k, sub) {
+			if _, onCommandLine := flags[f]; !onCommandLine {
+				flags[f] = v
+			}
+		}
+	}
 }
