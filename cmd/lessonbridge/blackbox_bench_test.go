@@ -8,7 +8,12 @@ package main
 // LESSONBRIDGE_BB_N sets the events of BenchmarkBlackBoxThroughput (default 200000);
 // LESSONBRIDGE_BB_RATE and LESSONBRIDGE_BB_SECONDS the rate and length of BenchmarkBlackBoxLatency
 // (default 2000 events/s for 10 s). LESSONBRIDGE_BB_ARGS adds flags to the bridge's `run` (split on
-// spaces), to compare settings in one run; LESSONBRIDGE_BB_LOGDIR keeps the processes' logs. BENCHMARKS.md has the method and the figures.
+// spaces), to compare settings in one run; LESSONBRIDGE_BB_LOGDIR keeps the processes' logs.
+// LESSONBRIDGE_BB_PROFILE=dir profiles the throughput window: CPU profiles of the bridge (--pprof on)
+// and of nats-server (its --profile port) over the first LESSONBRIDGE_BB_PROFILE_SECONDS (default 2)
+// seconds, an execution trace of the bridge over the first second, and the bridge's block and mutex
+// profiles at the end (dir/bridge.cpu, nats.cpu, bridge.trace, bridge.block, bridge.mutex); the
+// figures of a profiled run are not the benchmark's. BENCHMARKS.md has the method and the figures.
 
 import (
 	"bufio"
@@ -21,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,6 +82,7 @@ func bbFreePort(b *testing.B) int {
 
 // bbProc is a child process whose CPU time can be read.
 type bbProc struct {
+	http string // the bridge's --http-addr
 	name string
 	cmd  *exec.Cmd
 	log  *os.File
@@ -125,6 +132,33 @@ func (p *bbProc) cpu(b *testing.B) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
+// bbMachine returns the machine's busy and total CPU time so far (all cores), from /proc/stat.
+func bbMachine(b *testing.B) (busy, total time.Duration) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	var sum, idle int64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i < 8 { // guest time is already counted in user
+			sum += n
+		}
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return time.Duration(sum-idle) * 10 * time.Millisecond, time.Duration(sum) * 10 * time.Millisecond
+}
+
+// bbSelfCPU is the benchmark process's own CPU time so far (publishing, outcome counting).
+func bbSelfCPU(b *testing.B) time.Duration {
+	p := &bbProc{name: "benchmark", cmd: &exec.Cmd{Process: &os.Process{Pid: os.Getpid()}}}
+	return p.cpu(b)
+}
+
 func (p *bbProc) tail() string {
 	raw, _ := os.ReadFile(p.log.Name())
 	if len(raw) > 4000 {
@@ -137,6 +171,7 @@ func (p *bbProc) tail() string {
 type bbSetup struct {
 	bridgeBin string
 	natsURL   string
+	natsProf  string // nats-server's profiling address, when profiling
 	simURL    string
 	nats, sim *bbProc
 	nc        *nats.Conn
@@ -147,7 +182,13 @@ func bbUp(b *testing.B, bridgeBin, natsBin string) *bbSetup {
 	b.Helper()
 	port := bbFreePort(b)
 	s := &bbSetup{bridgeBin: bridgeBin, natsURL: fmt.Sprintf("nats://127.0.0.1:%d", port)}
-	s.nats = bbStart(b, "nats-server", natsBin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", b.TempDir())
+	natsArgs := []string{"-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", b.TempDir()}
+	if os.Getenv("LESSONBRIDGE_BB_PROFILE") != "" {
+		pp := bbFreePort(b)
+		s.natsProf = fmt.Sprintf("127.0.0.1:%d", pp)
+		natsArgs = append(natsArgs, "-profile", strconv.Itoa(pp))
+	}
+	s.nats = bbStart(b, "nats-server", natsBin, natsArgs...)
 	var err error
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -336,16 +377,104 @@ func (oc *bbOutcomes) wait(b *testing.B, bridge *bbProc) {
 // startBridge starts `lessonbridge run` against the set-up and waits until /readyz answers 200.
 func (s *bbSetup) startBridge(b *testing.B, extra ...string) *bbProc {
 	b.Helper()
+	p := s.launchBridge(b, extra...)
+	bbWaitHTTP(b, "http://"+p.http+"/readyz", p)
+	return p
+}
+
+// launchBridge starts `lessonbridge run` against the set-up without waiting for it.
+func (s *bbSetup) launchBridge(b *testing.B, extra ...string) *bbProc {
+	b.Helper()
 	httpPort := bbFreePort(b)
 	args := []string{"run", "--nats-url", s.natsURL, "--jobmanager-url", s.simURL, "--jobmanager-token", "bb",
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--log-level", "warn"}
+	if s.natsProf != "" {
+		args = append(args, "--pprof", "on")
+	}
 	args = append(args, extra...)
 	if more := strings.Fields(os.Getenv("LESSONBRIDGE_BB_ARGS")); len(more) > 0 {
 		args = append(args, more...)
 	}
 	p := bbStart(b, "lessonbridge", s.bridgeBin, args...)
-	bbWaitHTTP(b, fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort), p)
+	p.http = fmt.Sprintf("127.0.0.1:%d", httpPort)
 	return p
+}
+
+// firstDelivery waits until the server has delivered a first message of the input stream to the
+// bridge's consumer and returns the consumer. It asks every millisecond: /readyz is not the start
+// (it may answer 200 well after pulling began, and a saturated machine answers it late).
+func (s *bbSetup) firstDelivery(b *testing.B, bridge *bbProc) jetstream.Consumer {
+	b.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if cons, err := s.js.Consumer(ctx, "LESSONS", "lessonbridge"); err == nil {
+			if ci, err := cons.Info(ctx); err == nil && ci.Delivered.Stream > 0 {
+				return cons
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the bridge's consumer delivered nothing within 60 s\n%s", bridge.tail())
+		}
+		time.Sleep(time.Millisecond) // polling another process's consumer: nothing to wait on
+	}
+}
+
+// bbProfiler fetches profiles of the throughput window (LESSONBRIDGE_BB_PROFILE).
+type bbProfiler struct {
+	dir string
+	wg  sync.WaitGroup
+}
+
+// start begins the CPU profiles of the bridge and nats-server and the bridge's execution trace; nil
+// when not profiling.
+func (s *bbSetup) startProfiles(b *testing.B, bridge *bbProc) *bbProfiler {
+	dir := os.Getenv("LESSONBRIDGE_BB_PROFILE")
+	if dir == "" {
+		return nil
+	}
+	secs := strconv.Itoa(bbEnvInt(b, "LESSONBRIDGE_BB_PROFILE_SECONDS", 2))
+	pr := &bbProfiler{dir: dir}
+	for file, url := range map[string]string{
+		"bridge.cpu":   "http://" + bridge.http + "/debug/pprof/profile?seconds=" + secs,
+		"bridge.trace": "http://" + bridge.http + "/debug/pprof/trace?seconds=1",
+		"nats.cpu":     "http://" + s.natsProf + "/debug/pprof/profile?seconds=" + secs,
+	} {
+		pr.wg.Add(1)
+		go func() {
+			defer pr.wg.Done()
+			pr.fetch(b, file, url)
+		}()
+	}
+	return pr
+}
+
+func (pr *bbProfiler) fetch(b *testing.B, file, url string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Errorf("profile %s: %v", url, err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(filepath.Join(pr.dir, file))
+	if err != nil {
+		b.Errorf("profile: %v", err)
+		return
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, resp.Body); err != nil || resp.StatusCode != http.StatusOK {
+		b.Errorf("profile %s: %s %v", url, resp.Status, err)
+	}
+}
+
+// finish fetches the bridge's block and mutex profiles and waits for the others.
+func (pr *bbProfiler) finish(b *testing.B, bridge *bbProc) {
+	if pr == nil {
+		return
+	}
+	pr.fetch(b, "bridge.block", "http://"+bridge.http+"/debug/pprof/block")
+	pr.fetch(b, "bridge.mutex", "http://"+bridge.http+"/debug/pprof/mutex")
+	pr.wg.Wait()
 }
 
 func (s *bbSetup) submits(b *testing.B) int {
@@ -365,7 +494,7 @@ func (s *bbSetup) submits(b *testing.B) int {
 }
 
 // BenchmarkBlackBoxThroughput: N creates (one lesson each) are published to LESSONS first; the clock
-// runs from the bridge answering /readyz 200 until every event is settled (outcome eventIds) and the
+// runs from the server's first delivery to the bridge's consumer until every event is settled (outcome eventIds) and the
 // consumer has nothing pending or unacked. The ceiling is raw consume+ack of the same events on the
 // same server in the same iteration. CPU is the user+system time of each process over its window.
 func BenchmarkBlackBoxThroughput(b *testing.B) {
@@ -393,20 +522,17 @@ func BenchmarkBlackBoxThroughput(b *testing.B) {
 		}
 		oc := s.watchOutcomes(b, n, false)
 		submits0 := s.submits(b)
-		bridge := s.startBridge(b, "--batch-linger", "50ms", "--poll-schedule", "1ms,5ms")
-		cpuB, cpuN, cpuS := bridge.cpu(b), s.nats.cpu(b), s.sim.cpu(b)
+		bridge := s.launchBridge(b, "--batch-linger", "50ms", "--poll-schedule", "1ms,5ms")
+		cons := s.firstDelivery(b, bridge)
+		cpuB, cpuN, cpuS, cpuSelf := bridge.cpu(b), s.nats.cpu(b), s.sim.cpu(b), bbSelfCPU(b)
+		busy0, total0 := bbMachine(b)
 		start := time.Now()
+		prof := s.startProfiles(b, bridge)
 		oc.wait(b, bridge)
-		st, err := s.js.Stream(ctx, "LESSONS")
-		if err != nil {
-			b.Fatal(err)
-		}
-		cons, err := st.Consumer(ctx, "lessonbridge")
-		if err != nil {
-			b.Fatal(err)
-		}
 		s.waitDrained(b, cons)
 		elapsed := time.Since(start)
+		busy1, total1 := bbMachine(b)
+		prof.finish(b, bridge)
 		evps := float64(n) / elapsed.Seconds()
 		pct := func(d time.Duration) float64 { return 100 * float64(d) / float64(elapsed) }
 		b.ReportMetric(ceiling, "ceiling-ev/s")
@@ -415,6 +541,9 @@ func BenchmarkBlackBoxThroughput(b *testing.B) {
 		b.ReportMetric(pct(bridge.cpu(b)-cpuB), "bridge-cpu%")
 		b.ReportMetric(pct(s.nats.cpu(b)-cpuN), "nats-cpu%")
 		b.ReportMetric(pct(s.sim.cpu(b)-cpuS), "sim-cpu%")
+		b.ReportMetric(pct(bbSelfCPU(b)-cpuSelf), "bench-cpu%")
+		// The whole machine (every core, every process) over the window: 100 % per core.
+		b.ReportMetric(float64(100*runtime.NumCPU())*float64(busy1-busy0)/float64(max(total1-total0, 1)), "machine-busy%")
 		b.ReportMetric(100*ceilingNATSCPU, "ceiling-nats-cpu%")
 		b.ReportMetric(float64(s.submits(b)-submits0)*1000/float64(n), "submits/1000lessons")
 		if oc.failed > 0 {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -85,6 +86,14 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("run: %w", err)
 		}
 		api.natsState = func() string { return natsState(natsConn.Load()) }
+		if s.Pprof {
+			api.pprof = true
+			// Blocking and lock contention are sampled only with --pprof on: sampling costs a little
+			// on every blocking channel operation and contended lock.
+			runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+			runtime.SetMutexProfileFraction(10)
+			log.Warn("serving Go profiles at /debug/pprof/ (--pprof on): keep --http-addr private", zap.String("httpAddr", s.HTTPAddr))
+		}
 		srv, err := startHTTP(s.HTTPAddr, api.Handler(), log)
 		if err != nil {
 			return fmt.Errorf("run: --http-addr %s: %w", s.HTTPAddr, err)

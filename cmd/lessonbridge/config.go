@@ -65,6 +65,7 @@ type runFlags struct {
 	JobIDPrefix       string
 
 	HTTPAddr  string
+	Pprof     string
 	LogLevel  string
 	LogFormat string
 
@@ -131,6 +132,7 @@ func registerRunFlags(fs *flag.FlagSet) *runFlags {
 	s(&f.JobIDPrefix, "job-id-prefix", "lb", "prefix of generated JobIDs")
 
 	s(&f.HTTPAddr, "http-addr", "127.0.0.1:8081", "address of /metrics, /healthz, /readyz and /batches (empty disables)")
+	s(&f.Pprof, "pprof", "off", "on: also serve Go's profiles at /debug/pprof/ on --http-addr (CPU, heap, block, mutex, goroutines, execution trace); keep the address private")
 	s(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
 	s(&f.LogFormat, "log-format", "json", "json or console")
 	f.Cluster.register(fs)
@@ -148,6 +150,7 @@ type runSettings struct {
 	NATS       natsSettings
 	JobManager jmSettings
 	HTTPAddr   string
+	Pprof      bool // serve /debug/pprof/ on HTTPAddr
 	LogLevel   string
 	LogFormat  string
 	RulesFile  string
@@ -389,6 +392,16 @@ func (f runFlags) settings(fsys fileSystem) (runSettings, []error) {
 		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 			bad("http-addr", f.HTTPAddr, "port must be a number 0-65535")
 		}
+	}
+	switch strings.ToLower(strings.TrimSpace(f.Pprof)) {
+	case "on":
+		s.Pprof = true
+		if s.HTTPAddr == "" {
+			bad("pprof", f.Pprof, "needs --http-addr (it is served there)")
+		}
+	case "off":
+	default:
+		bad("pprof", f.Pprof, "must be on or off")
 	}
 	s.LogLevel, s.LogFormat = f.LogLevel, f.LogFormat
 	if _, err := zapcore.ParseLevel(f.LogLevel); err != nil {

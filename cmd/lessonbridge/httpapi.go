@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,7 @@ type httpAPI struct {
 	probe         *jmProbe                    // nil: JobManager reachability is not reported
 	leaders       atomic.Pointer[leaderWatch] // nil: not checked; else the JetStream leader check (cluster.go)
 	started       time.Time
+	pprof         bool // serve /debug/pprof/ (run --pprof on)
 }
 
 type bridgeRef struct{ v bridgeView }
@@ -130,6 +132,13 @@ func (a *httpAPI) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, a.batches())
 	})
 	mux.HandleFunc("GET /{$}", a.statusPage)
+	if a.pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index) // heap, goroutine, block, mutex, allocs, threadcreate
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
