@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/lessonbridge/lessonbridge/internal/isolation"
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 	"github.com/lessonbridge/lessonbridge/schemas"
 )
@@ -492,4 +493,57 @@ func TestStopDuringStartEnds(t *testing.T) {
 	effs := c.take()
 	require.NotEmpty(t, effs)
 	assert.Equal(t, effDone, effs[len(effs)-1].kind)
+}
+
+// TestRefreshedRecordDetachesMessagesMovedToAChild was found by the simulation (seeds 968 and 3184,
+// with the final acks sent as plain publishes; see BENCHMARKS.md): a record recovered as "accepted"
+// that its owner split meanwhile (failure isolation) names fewer messages when it is read again. A
+// message of the part moved to a child that had come back to the parent stayed attached to it and
+// was counted as one of its messages: the parent resumed without the message it still waited for,
+// and the one that had come back was neither settled nor routed to its child. Now it is detached
+// and routed to the child's record after a ledger read.
+func TestRefreshedRecordDetachesMessagesMovedToAChild(t *testing.T) {
+	enc := func(r *record) []byte {
+		v, err := json.Marshal(r)
+		require.NoError(t, err)
+		return v
+	}
+	jobs := []recordJob{{JobID: "lb-20260101-a", Seqs: seqList{1}, Lessons: []string{"L-1"}}, {JobID: "lb-20260101-b", Seqs: seqList{2}, Lessons: []string{"L-2"}}}
+	snapshot := &record{Version: recordVersion, Key: "b-1", Mandator: "m1", Action: schemas.ActionCreate, State: stateAccepted, BatchID: "4711",
+		Jobs: jobs, Seqs: seqList{1, 2}}
+	current := *snapshot
+	current.State, current.Seqs = stateSettling, seqList{1}
+	msgs := []string{"Fehler: Ressource unbekannt (JobID lb-20260101-a, LektionId L-1)"}
+	start, err := isolation.Start(2, isolation.Limits{})
+	require.NoError(t, err)
+	decision, err := isolation.Plan(start, []isolation.Lesson{{ID: "L-1", JobID: "lb-20260101-a", Ref: 1}, {ID: "L-2", JobID: "lb-20260101-b", Ref: 2}}, msgs)
+	require.NoError(t, err)
+	require.Len(t, decision.Parts, 1)
+	current.Verdict = &verdict{Reason: schemas.ReasonImportFailed, ErrorClass: schemas.ErrorClassData, ImportStatus: string(jobmanager.StatusLessonsImportFailed),
+		ErrorMessages: msgs, LessonCount: 2, Polls: 1, Split: &split{Decision: decision, Children: []splitChild{{Key: "b-2", JobIDs: []string{"lb-20260101-c"}, Seqs: seqList{2}}},
+			ResubmittedEventIDs: []string{"ev-2"}, ResubmittedLessonIDs: []string{"L-2"}}}
+	child := &record{Version: recordVersion, Key: "b-2", Mandator: "m1", Action: schemas.ActionCreate, State: stateAccepted, BatchID: "4712",
+		Jobs: []recordJob{{JobID: "lb-20260101-c", Seqs: seqList{2}, Lessons: []string{"L-2"}}}, Seqs: seqList{2}, Parent: "b-1", Root: "b-1",
+		Isolation: &decision.Parts[0].State}
+
+	d := newCoreDriverWith(t, nil, facts{}, []rawRecord{{key: "b-1", rev: 5, value: enc(snapshot)}}, consumerInfo{numAckPending: 2, delivered: 2})
+	d.deliverSeq(schemas.TypeLessonCreated, "L-2", 2, 2) // comes back to the snapshot, which names it
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{numAckPending: 1, delivered: 2}}) // the barrier: it is ours
+	require.Equal(t, 1, len(d.c.recovering["b-1"].items))
+
+	// The recovery window passes without seq 1: the record is read again and is now a split parent.
+	d.advance(2*d.c.ackWait + d.c.heartbeat)
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{numAckPending: 2, delivered: 2}})
+	d.answer(d.expect(effLedgerGet), result{rev: 9, value: enc(&current)})
+	d.none(effPublishOutcome) // the parent still waits for seq 1; it must not settle without it
+	assert.Empty(t, d.c.recovering["b-1"].items, "seq 2 is no longer the parent's")
+
+	// seq 2 goes to its child's record once the ledger has been read.
+	ledger := result{records: []rawRecord{{key: "b-1", rev: 9, value: enc(&current)}, {key: "b-2", rev: 11, value: enc(child)}}}
+	d.answer(d.expect(effLedgerList), ledger)
+	d.answer(d.expect(effLedgerList), ledger) // the child resumes from its record as it is now
+	d.advance(time.Second)
+	poll := d.expect(effPoll)
+	assert.Equal(t, "4712", poll.batchID)
+	d.none(effSubmit)
 }

@@ -390,7 +390,7 @@ func (c *core) reconcile(recs []*record, revs []uint64) []*item {
 			rc.bt.log.Info("recovered record is gone from the ledger (settled by its owner)")
 			c.released(rc.bt, true)
 		case revs[i] != rc.rev:
-			c.refresh(rc, recs[i], revs[i])
+			orphans = append(orphans, c.refresh(rc, recs[i], revs[i])...)
 		}
 	}
 	return orphans
@@ -460,7 +460,7 @@ func (c *core) reload() {
 			}
 			if i, ok := at[rc.rec.Key]; ok && !replaced[rc.rec.Key] {
 				if revs[i] != rc.rev {
-					c.refresh(rc, recs[i], revs[i])
+					orphans = append(orphans, c.refresh(rc, recs[i], revs[i])...)
 				}
 				c.resumeFrom(rc)
 				continue
@@ -566,7 +566,9 @@ func (c *core) applyAckFloor(floor uint64, cur map[string]*result) {
 				c.fail(err)
 				return
 			}
-			c.refresh(rc, r, g.rev)
+			for _, it := range c.refresh(rc, r, g.rev) {
+				c.parkRedelivered(it) // a child batch's message: the ledger read finds its record
+			}
 		}
 		if g != nil && g.kind == errNotFound && !rc.bt.rebuilt {
 			if len(rc.items) > 0 {
@@ -643,12 +645,35 @@ func (c *core) resume(rc *recovering) {
 	c.reload()
 }
 
-// refresh replaces a recovered record's snapshot by its current revision.
-func (c *core) refresh(rc *recovering, cur *record, rev uint64) {
+// refresh replaces a recovered record's snapshot by its current revision. The current record may
+// name fewer messages than the snapshot (failure isolation moved some to child batches whose records
+// this instance has not read yet): those that came back are detached and returned, to be routed
+// after a ledger read, and the messages the record names now are the ones the batch waits for.
+func (c *core) refresh(rc *recovering, cur *record, rev uint64) (stray []*item) {
 	bt := rc.bt
 	bt.log.Warn("ledger record changed since it was read; acting on the current one",
 		zap.String("was", string(rc.rec.State)), zap.String("now", string(cur.State)),
 		zap.Uint64("readRevision", rc.rev), zap.Uint64("currentRevision", rev))
+	narrowSplit(cur)
+	named := make(map[uint64]bool, len(cur.Seqs))
+	for _, s := range cur.Seqs {
+		named[s] = true
+		if _, taken := c.recoverBySeq[s]; !taken {
+			c.recoverBySeq[s] = rc
+		}
+	}
+	for _, s := range rc.rec.Seqs {
+		if named[s] {
+			continue
+		}
+		if c.recoverBySeq[s] == rc {
+			delete(c.recoverBySeq, s)
+		}
+		if it := rc.items[s]; it != nil {
+			delete(rc.items, s)
+			stray = append(stray, it)
+		}
+	}
 	rc.rec, rc.rev = cur, rev
 	bt.state, bt.batchID, bt.acceptedAt, bt.submittedAt, bt.verdict = cur.State, cur.BatchID, cur.AcceptedAt, cur.SubmittedAt, cur.Verdict
 	bt.attempts, bt.ledgerRev = cur.Attempts, rev
@@ -662,6 +687,7 @@ func (c *core) refresh(rc *recovering, cur *record, rev uint64) {
 			c.unhold(p.key, bt) // a settling batch never reaches JobManager again
 		}
 	}
+	return stray
 }
 
 func (c *core) resumeFrom(rc *recovering) {
@@ -705,6 +731,11 @@ func (c *core) resumeFrom(rc *recovering) {
 	}
 	switch {
 	case bt.state == stateSettling && bt.verdict != nil:
+		if len(bt.items) < len(r.Seqs) {
+			// Some of its messages are still out (an ack or term that never landed): the record
+			// must stay to settle them when they come back, never as new events.
+			bt.partial = true
+		}
 		c.settle(bt, bt.verdict.outcome(bt))
 	case bt.state == stateAccepted:
 		bt.log.Info("resuming an accepted batch: polling, never resubmitting", zap.Int("events", len(bt.items)))
