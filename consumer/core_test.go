@@ -527,7 +527,7 @@ func TestRefreshedRecordDetachesMessagesMovedToAChild(t *testing.T) {
 		Isolation: &decision.Parts[0].State}
 
 	d := newCoreDriverWith(t, nil, facts{}, []rawRecord{{key: "b-1", rev: 5, value: enc(snapshot)}}, consumerInfo{numAckPending: 2, delivered: 2})
-	d.deliverSeq(schemas.TypeLessonCreated, "L-2", 2, 2) // comes back to the snapshot, which names it
+	d.deliverSeq(schemas.TypeLessonCreated, "L-2", 2, 2)                                            // comes back to the snapshot, which names it
 	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{numAckPending: 1, delivered: 2}}) // the barrier: it is ours
 	require.Equal(t, 1, len(d.c.recovering["b-1"].items))
 
