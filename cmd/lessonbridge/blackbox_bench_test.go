@@ -8,7 +8,8 @@ package main
 // LESSONBRIDGE_BB_N sets the events of BenchmarkBlackBoxThroughput (default 200000);
 // LESSONBRIDGE_BB_RATE and LESSONBRIDGE_BB_SECONDS the rate and length of BenchmarkBlackBoxLatency
 // (default 2000 events/s for 10 s). LESSONBRIDGE_BB_ARGS adds flags to the bridge's `run` (split on
-// spaces), to compare settings in one run; LESSONBRIDGE_BB_LOGDIR keeps the processes' logs.
+// spaces), to compare settings in one run, and LESSONBRIDGE_BB_BRIDGE_ENV variables to its environment
+// (e.g. GOGC=200); LESSONBRIDGE_BB_LOGDIR keeps the processes' logs.
 // LESSONBRIDGE_BB_PROFILE=dir profiles the throughput window: CPU profiles of the bridge (--pprof on)
 // and of nats-server (its --profile port) over the first LESSONBRIDGE_BB_PROFILE_SECONDS (default 2)
 // seconds, an execution trace of the bridge over the first second, and the bridge's block and mutex
@@ -89,6 +90,11 @@ type bbProc struct {
 }
 
 func bbStart(b *testing.B, name string, bin string, args ...string) *bbProc {
+	return bbStartEnv(b, name, nil, bin, args...)
+}
+
+// bbStartEnv starts a process with env added to the benchmark's environment.
+func bbStartEnv(b *testing.B, name string, env []string, bin string, args ...string) *bbProc {
 	b.Helper()
 	dir := os.Getenv("LESSONBRIDGE_BB_LOGDIR") // keep the processes' logs there
 	if dir == "" {
@@ -99,6 +105,7 @@ func bbStart(b *testing.B, name string, bin string, args ...string) *bbProc {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -395,8 +402,11 @@ func (s *bbSetup) launchBridge(b *testing.B, extra ...string) *bbProc {
 	if more := strings.Fields(os.Getenv("LESSONBRIDGE_BB_ARGS")); len(more) > 0 {
 		args = append(args, more...)
 	}
-	p := bbStart(b, "lessonbridge", s.bridgeBin, args...)
+	p := bbStartEnv(b, "lessonbridge", strings.Fields(os.Getenv("LESSONBRIDGE_BB_BRIDGE_ENV")), s.bridgeBin, args...)
 	p.http = fmt.Sprintf("127.0.0.1:%d", httpPort)
+	if env := strings.Fields(os.Getenv("LESSONBRIDGE_BB_BRIDGE_ENV")); len(env) > 0 {
+		b.Logf("bridge environment adds %v", env)
+	}
 	return p
 }
 
