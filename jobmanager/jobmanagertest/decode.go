@@ -31,26 +31,30 @@ type job struct {
 // as decoding each object into a map of json.RawMessage would (FuzzDecodeJobs compares the two), in
 // one pass over the body and without a map per object: the strings it returns share one copy of
 // the body, and the Extra values share a few buffers.
-func decodeJobs(body []byte) ([]job, error) {
-	body = bytes.TrimSpace(body)
+func decodeJobs(body []byte) ([]job, error) { return decodeJobsString(string(body)) }
+
+// decodeJobsString is decodeJobs of a body held as a string, which the returned strings share.
+func decodeJobsString(body string) ([]job, error) {
+	body = strings.TrimSpace(body)
 	if len(body) == 0 {
 		return nil, errors.New("empty body, want a JSON array of jobs")
 	}
 	if body[0] != '[' {
 		return nil, errors.New("body is not a JSON array of jobs")
 	}
-	d := decoder{s: string(body)}
+	d := decoder{s: body}
 	jobs, err := d.jobs()
 	if err == nil {
 		return jobs, nil
 	}
 	// A syntax error anywhere in the body is reported before the first job's problem, as a
 	// decoder that checks the whole body first would.
-	if err != errSyntax && json.Valid(body) {
+	raw := []byte(body)
+	if err != errSyntax && json.Valid(raw) {
 		return nil, err
 	}
 	var raws []json.RawMessage
-	if uerr := json.Unmarshal(body, &raws); uerr != nil {
+	if uerr := json.Unmarshal(raw, &raws); uerr != nil {
 		err = uerr // encoding/json's message, with its offset
 	}
 	return nil, fmt.Errorf("body is not a JSON array of jobs: %w", err)
