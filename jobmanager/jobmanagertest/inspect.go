@@ -47,8 +47,8 @@ func (s *Sim) History(mandator, lessonID string) []Applied {
 		return nil
 	}
 	var out []Applied
-	for i := ms.lessons[lessonID].last; i > 0; i = ms.applied[i-1].prev {
-		a := ms.applied[i-1].resolve(ms)
+	for pos := ms.lessons[lessonID].last; pos > 0; pos = ms.applied.at(pos).prev {
+		a := ms.applied.at(pos).resolve(ms)
 		a.Lesson = copyLesson(a.Lesson)
 		out = append(out, a)
 	}

@@ -147,8 +147,7 @@ func (s *Sim) complete(ms *mandatorState, b *batch, at time.Time) {
 			default:
 				e.live = true
 			}
-			ms.applied = append(ms.applied, appliedOp{batch: int32(b.index), job: int32(i), lesson: int32(k), prev: e.last})
-			e.last = int32(len(ms.applied))
+			e.last = ms.applied.add(appliedOp{batch: int32(b.index), job: int32(i), lesson: int32(k), prev: e.last})
 			ms.lessons[id] = e
 		}
 	}

@@ -361,7 +361,7 @@ type mandatorState struct {
 	creating         int                    // index of the first batch that may be AwaitingLessonCreation
 	createdUnordered bool                   // some batch has an earlier createdAt than the batch before it
 	lessons          map[string]lessonState // every LektionId an operation was applied to
-	applied          []appliedOp            // every operation applied, in order
+	applied          opLog                  // every operation applied, in order
 	received         []string               // every JobID of every decoded submit body, in order
 	accepted         map[string]bool        // JobIDs of accepted requests
 	content          map[string]jobContent  // JobID -> action and lessons first seen with it
@@ -379,7 +379,35 @@ type lessonState struct {
 
 // stored returns the lesson as its last operation sent it; e.live must be true.
 func (ms *mandatorState) stored(e lessonState) StoredLesson {
-	return ms.applied[e.last-1].lessonOf(ms)
+	return ms.applied.at(e.last).lessonOf(ms)
+}
+
+// opLog is the log of applied operations, in chunks of opChunk entries: it grows without copying
+// what it holds (an append-grown slice of 200,000 entries would have allocated and copied five
+// times its size on the way).
+type opLog struct {
+	chunks [][]appliedOp
+	n      int32
+}
+
+// opChunk is the number of entries in a chunk of an opLog.
+const opChunk = 4096
+
+// add appends op and returns its position: 1 + its index.
+func (l *opLog) add(op appliedOp) int32 {
+	if l.n%opChunk == 0 {
+		l.chunks = append(l.chunks, make([]appliedOp, 0, opChunk))
+	}
+	c := &l.chunks[len(l.chunks)-1]
+	*c = append(*c, op)
+	l.n++
+	return l.n
+}
+
+// at returns the entry at position pos (1 + its index).
+func (l *opLog) at(pos int32) appliedOp {
+	i := pos - 1
+	return l.chunks[i/opChunk][i%opChunk]
 }
 
 // appliedOp is one operation applied to a lesson: lesson of job of batch (indexes into

@@ -262,6 +262,33 @@ func TestDeleteThenCreateAgain(t *testing.T) {
 	assert.Equal(t, map[string]int{"L-1": 2, "L-2": 1}, e.sim.State().Mandators[mandator].Creations)
 }
 
+// TestHistoryAcrossManyOperations: History follows a lesson through an operation log longer than
+// one of its chunks (4,096 entries), for lessons on either side of a chunk's end.
+func TestHistoryAcrossManyOperations(t *testing.T) {
+	e := start(t, jobmanagertest.Config{})
+	lessons := make([]string, 5000)
+	for i := range lessons {
+		lessons[i] = okLesson(fmt.Sprintf("L-%d", i))
+	}
+	id := e.submitOK("create", body(jobJSON("many", lessons...)))
+	require.Equal(t, jobmanagertest.StatusLessonsCreated, e.statusOK(id).ImportStatus)
+	id = e.submitOK("update", body(jobJSON("upd", lessonJSON("L-4095", "2025-12-24T08:00:00Z", "2025-12-24T09:00:00Z", "A"),
+		lessonJSON("L-4096", "2025-12-24T08:00:00Z", "2025-12-24T09:00:00Z", "B"))))
+	require.Equal(t, jobmanagertest.StatusLessonsCreated, e.statusOK(id).ImportStatus)
+	for _, tt := range []struct{ lesson, room string }{{"L-4095", "A"}, {"L-4096", "B"}, {"L-4999", ""}} {
+		var got []string
+		for _, a := range e.sim.History(mandator, tt.lesson) {
+			got = append(got, a.Action+" "+a.JobID+" "+a.Lesson.LektionID+" "+a.Lesson.RessourceName)
+		}
+		want := []string{"create many " + tt.lesson + " Raum 1.01"}
+		if tt.room != "" {
+			want = append(want, "update upd "+tt.lesson+" "+tt.room)
+		}
+		assert.Equal(t, want, got, tt.lesson)
+	}
+	assert.Len(t, e.sim.Lessons(mandator), 5000)
+}
+
 func TestDuplicateJobIDAcrossHistory(t *testing.T) {
 	e := start(t, jobmanagertest.Config{Resources: []string{"Raum 1.01"}})
 
