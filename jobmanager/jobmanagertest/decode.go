@@ -31,26 +31,30 @@ type job struct {
 // as decoding each object into a map of json.RawMessage would (FuzzDecodeJobs compares the two), in
 // one pass over the body and without a map per object: the strings it returns share one copy of
 // the body, and the Extra values share a few buffers.
-func decodeJobs(body []byte) ([]job, error) {
-	body = bytes.TrimSpace(body)
+func decodeJobs(body []byte) ([]job, error) { return decodeJobsString(string(body)) }
+
+// decodeJobsString is decodeJobs of a body held as a string, which the returned strings share.
+func decodeJobsString(body string) ([]job, error) {
+	body = strings.TrimSpace(body)
 	if len(body) == 0 {
 		return nil, errors.New("empty body, want a JSON array of jobs")
 	}
 	if body[0] != '[' {
 		return nil, errors.New("body is not a JSON array of jobs")
 	}
-	d := decoder{s: string(body)}
+	d := decoder{s: body}
 	jobs, err := d.jobs()
 	if err == nil {
 		return jobs, nil
 	}
 	// A syntax error anywhere in the body is reported before the first job's problem, as a
 	// decoder that checks the whole body first would.
-	if err != errSyntax && json.Valid(body) {
+	raw := []byte(body)
+	if err != errSyntax && json.Valid(raw) {
 		return nil, err
 	}
 	var raws []json.RawMessage
-	if uerr := json.Unmarshal(body, &raws); uerr != nil {
+	if uerr := json.Unmarshal(raw, &raws); uerr != nil {
 		err = uerr // encoding/json's message, with its offset
 	}
 	return nil, fmt.Errorf("body is not a JSON array of jobs: %w", err)
@@ -95,6 +99,7 @@ type span struct {
 	name       string
 	start, end int
 	spaced     bool // the value has whitespace between its tokens
+	plain      bool // the value is a string literal without escapes, only ASCII
 }
 
 func (sp span) set() bool { return sp.end > 0 }
@@ -201,9 +206,9 @@ func asciiLowerEqual(a, b string) bool {
 }
 
 // keyIndex returns the index of the key in keys (all lower case) that strings.ToLower(name)
-// equals, or -1.
-func keyIndex(name string, keys []string) int {
-	if isASCII(name) {
+// equals, or -1. ascii says that name is known to be ASCII.
+func keyIndex(name string, ascii bool, keys []string) int {
+	if ascii || isASCII(name) {
 		for i, k := range keys {
 			if len(k) == len(name) && asciiLowerEqual(k, name) {
 				return i
@@ -226,7 +231,7 @@ func (d *decoder) member(name string, depth int) (span, error) {
 	if err := d.skip(depth); err != nil {
 		return span{}, err
 	}
-	return span{name: name, start: start, end: d.i}, nil
+	return span{name: name, start: start, end: d.i, plain: d.s[start] == '"' && d.plain}, nil
 }
 
 // lessonList is one LektionList member's value, decoded.
@@ -249,11 +254,11 @@ func (d *decoder) job() (job, error) {
 	var list lessonList
 	if !d.open('}') {
 		for {
-			name, err := d.key()
+			name, plain, err := d.key()
 			if err != nil {
 				return job{}, err
 			}
-			k := keyIndex(name, jobKeys)
+			k := keyIndex(name, plain, jobKeys)
 			switch k {
 			case 1:
 				n.addKnown(k, span{name: name, end: 1}) // set; the value is in list
@@ -366,7 +371,7 @@ func (d *decoder) lesson() (StoredLesson, error) {
 	defer func() { d.other = n.other[:0] }()
 	if !d.open('}') {
 		for {
-			name, err := d.key()
+			name, plain, err := d.key()
 			if err != nil {
 				return StoredLesson{}, err
 			}
@@ -375,7 +380,7 @@ func (d *decoder) lesson() (StoredLesson, error) {
 			if err != nil {
 				return StoredLesson{}, err
 			}
-			if k := keyIndex(name, lessonKeys); k >= 0 {
+			if k := keyIndex(name, plain, lessonKeys); k >= 0 {
 				n.addKnown(k, sp)
 			} else {
 				sp.spaced = d.sawWS
@@ -418,6 +423,9 @@ func (d *decoder) stringValue(sp span) (s string, ok bool, err error) {
 	case 'n':
 		return "", false, nil
 	case '"':
+		if sp.plain {
+			return raw[1 : len(raw)-1], true, nil
+		}
 		s, err := unquote(raw)
 		return s, err == nil, err
 	}

@@ -43,6 +43,7 @@ var decodeSeeds = []string{
 	`[{"LektionList":[{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"r":18,"r":19}]}]`,
 	"[{\"LektionList\":[{\"\u212a\":1,\"k\":2}]}]", `[{"LektionList":[{"Extra":{"Z":1,"a":[true]}}]}]`,
 	`[{"JobID":"j","LektionList":[{"LektionId":"L","Beginn":"2025-12-23T08:00:00Z","Ende":"e","RessourceName":"r","t":"x"}]},{"JobID":"k"}]`,
+	`[{"JobI\u0044":"j\u002d1","LektionList":[{"\u004cektionId":"L","Beginn":"\u00e9","Ende":"é","Ré":"x"}]}]`,
 }
 
 // FuzzDecodeJobs checks that the decoder never panics and that it agrees with stdDecodeJobs

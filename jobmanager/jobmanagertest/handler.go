@@ -1,7 +1,6 @@
 package jobmanagertest
 
 import (
-	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -150,7 +150,7 @@ func (s *Sim) serveSubmit(w *statusWriter, r *http.Request, rt route) {
 		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
 		return
 	}
-	jobs, err := decodeJobs(body)
+	jobs, err := decodeJobsString(body)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -191,16 +191,22 @@ func (s *Sim) serveSubmit(w *statusWriter, r *http.Request, rt route) {
 	writeJSON(w, http.StatusAccepted, statusBody{BatchID: b.id, ImportStatus: StatusAwaitingLessonCreation})
 }
 
-// readBody reads r whole, into a buffer sized for the request's Content-Length (when it is known
-// and within limit) so that a large body is not copied while it is read.
-func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
-	var buf bytes.Buffer
+// readBody reads r whole into a string, in one buffer sized for the request's Content-Length
+// when it is known and within limit. The decoded jobs' strings share that buffer, so the body is
+// neither copied again nor held twice.
+func readBody(r io.Reader, contentLength, limit int64) (string, error) {
+	var sb strings.Builder
 	if contentLength > 0 && contentLength <= limit {
-		buf.Grow(int(contentLength) + bytes.MinRead) // ReadFrom wants MinRead free before it stops at EOF
+		sb.Grow(int(contentLength))
 	}
-	_, err := buf.ReadFrom(r)
-	return buf.Bytes(), err
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	_, err := io.CopyBuffer(&sb, r, *buf) // neither side has WriteTo or ReadFrom: buf is used
+	return sb.String(), err
 }
+
+// copyBufs are readBody's copy buffers.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func (s *Sim) serveStatus(w *statusWriter, rt route) {
 	s.mu.Lock()

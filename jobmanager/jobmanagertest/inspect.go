@@ -16,8 +16,10 @@ func (s *Sim) Lessons(mandator string) map[string]StoredLesson {
 	s.advance(s.now())
 	out := map[string]StoredLesson{}
 	if ms := s.state[mandator]; ms != nil {
-		for id, l := range ms.lessons {
-			out[id] = copyLesson(l)
+		for id, e := range ms.lessons {
+			if e.live {
+				out[id] = copyLesson(ms.stored(e))
+			}
 		}
 	}
 	return out
@@ -30,7 +32,7 @@ func (s *Sim) Creations(mandator, lessonID string) int {
 	defer s.mu.Unlock()
 	s.advance(s.now())
 	if ms := s.state[mandator]; ms != nil {
-		return ms.creations[lessonID]
+		return int(ms.lessons[lessonID].creations)
 	}
 	return 0
 }
@@ -45,8 +47,8 @@ func (s *Sim) History(mandator, lessonID string) []Applied {
 		return nil
 	}
 	var out []Applied
-	for i := ms.lastApplied[lessonID]; i > 0; i = ms.applied[i-1].prev {
-		a := ms.applied[i-1].resolve()
+	for pos := ms.lessons[lessonID].last; pos > 0; pos = ms.applied.at(pos).prev {
+		a := ms.applied.at(pos).resolve(ms)
 		a.Lesson = copyLesson(a.Lesson)
 		out = append(out, a)
 	}
@@ -160,14 +162,19 @@ func (s *Sim) State() State {
 	})
 	for m, ms := range s.state {
 		out := MandatorState{
-			Batches: []BatchInfo{}, Lessons: map[string]StoredLesson{}, Creations: maps.Clone(ms.creations),
+			Batches: []BatchInfo{}, Lessons: map[string]StoredLesson{}, Creations: map[string]int{},
 			JobIDs: append([]string{}, ms.received...), JobIDConflicts: append([]string{}, ms.conflicts...),
 		}
 		for _, b := range ms.batches {
 			out.Batches = append(out.Batches, b.info())
 		}
-		for id, l := range ms.lessons {
-			out.Lessons[id] = copyLesson(l)
+		for id, e := range ms.lessons {
+			if e.live {
+				out.Lessons[id] = copyLesson(ms.stored(e))
+			}
+			if e.creations > 0 {
+				out.Creations[id] = int(e.creations)
+			}
 		}
 		st.Mandators[m] = out
 	}

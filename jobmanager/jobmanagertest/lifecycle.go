@@ -31,7 +31,7 @@ func (s *Sim) receive(mandator, action string, jobs []job) {
 func (s *Sim) accept(mandator, action string, jobs []job, now time.Time) *batch {
 	ms := s.mandator(mandator)
 	b := &batch{
-		id: strconv.Itoa(s.nextID), mandator: mandator, action: action, jobs: jobs,
+		id: strconv.Itoa(s.nextID), mandator: mandator, action: action, jobs: jobs, index: len(ms.batches),
 		dup: make([]bool, len(jobs)), submittedAt: now, status: StatusAwaitingLessonCreation,
 	}
 	s.nextID++
@@ -106,7 +106,7 @@ func (s *Sim) complete(ms *mandatorState, b *batch, at time.Time) {
 		b.status, b.errs = StatusLessonsImportFailed, msgs
 		return
 	}
-	st := &stage{base: ms.lessons, over: make(map[string]bool, b.lessonCount)}
+	st := &stage{base: ms.lessons, track: b.action == "delete" || b.action == "create" && s.cfg.StrictCreate}
 	var msgs styler
 	for i, j := range b.jobs {
 		where := "JobID " + j.JobID
@@ -126,7 +126,7 @@ func (s *Sim) complete(ms *mandatorState, b *batch, at time.Time) {
 				msgs.lesson(i, where, errs)
 				continue
 			}
-			st.over[l.LektionID] = b.action != "delete"
+			st.apply(l.LektionID, b.action != "delete")
 		}
 	}
 	if b.errs = msgs.render(s.cfg.ErrorStyle); len(b.errs) > 0 {
@@ -137,35 +137,49 @@ func (s *Sim) complete(ms *mandatorState, b *batch, at time.Time) {
 	for i, j := range b.jobs {
 		for k := range j.Lessons {
 			id := j.Lessons[k].LektionID
+			e := ms.lessons[id]
 			switch b.action {
 			case "delete":
-				delete(ms.lessons, id)
+				e.live = false
 			case "create":
-				ms.creations[id]++
-				ms.lessons[id] = j.Lessons[k]
+				e.creations++
+				e.live = true
 			default:
-				ms.lessons[id] = j.Lessons[k]
+				e.live = true
 			}
-			ms.applied = append(ms.applied, appliedOp{b: b, job: i, lesson: k, prev: ms.lastApplied[id]})
-			ms.lastApplied[id] = len(ms.applied)
+			e.last = ms.applied.add(appliedOp{batch: int32(b.index), job: int32(i), lesson: int32(k), prev: e.last})
+			ms.lessons[id] = e
 		}
 	}
 	b.status = StatusLessonsCreated
 }
 
 // stage is the lesson store as a batch being validated sees it: base with the batch's earlier
-// operations laid over it (true: created or updated, false: deleted).
+// operations laid over it (true: created or updated, false: deleted). Only a delete and a strict
+// create ask whether a lesson exists after an earlier operation of their own batch (an update
+// leaves existence as it was), so only they track the overlay (track).
 type stage struct {
-	base map[string]StoredLesson
-	over map[string]bool
+	base  map[string]lessonState
+	track bool
+	over  map[string]bool
 }
 
 func (st *stage) exists(id string) bool {
 	if live, ok := st.over[id]; ok {
 		return live
 	}
-	_, ok := st.base[id]
-	return ok
+	return st.base[id].live
+}
+
+// apply lays a valid operation of the batch over the store: live after it or deleted.
+func (st *stage) apply(id string, live bool) {
+	if !st.track {
+		return
+	}
+	if st.over == nil {
+		st.over = map[string]bool{}
+	}
+	st.over[id] = live
 }
 
 // validateLesson returns the problems of lesson k (0-based) of a job, in the guide's style.

@@ -20,6 +20,7 @@ type decoder struct {
 	s       string
 	i       int            // next byte to read
 	sawWS   bool           // ws skipped something since last cleared
+	plain   bool           // the last string literal scanned has no escape and only ASCII bytes
 	arena   []byte         // backing store of compact Extra values
 	other   []span         // a lesson's unknown members, reused from lesson to lesson
 	lessons []StoredLesson // a list's lessons, reused from list to list
@@ -76,37 +77,48 @@ func (d *decoder) open(end byte) bool {
 	return false
 }
 
-// key scans a member name and the colon after it, and returns the name unquoted.
-func (d *decoder) key() (string, error) {
+// key scans a member name and the colon after it, and returns the name unquoted and whether it
+// is plain (no escape, only ASCII bytes).
+func (d *decoder) key() (string, bool, error) {
 	if d.peek() != '"' {
-		return "", errSyntax
+		return "", false, errSyntax
 	}
 	start := d.i
 	if err := d.str(); err != nil {
-		return "", err
+		return "", false, err
 	}
-	name, err := unquote(d.s[start:d.i])
-	if err != nil {
-		return "", err
+	plain := d.plain
+	var name string
+	if plain {
+		name = d.s[start+1 : d.i-1]
+	} else {
+		var err error
+		if name, err = unquote(d.s[start:d.i]); err != nil {
+			return "", false, err
+		}
 	}
 	d.ws()
 	if d.peek() != ':' {
-		return "", errSyntax
+		return "", false, errSyntax
 	}
 	d.i++
 	d.ws()
-	return name, nil
+	return name, plain, nil
 }
 
-// str scans the string literal at d.i.
+// str scans the string literal at d.i and sets d.plain: whether it has no escape and only ASCII
+// bytes, so that its value is the literal without its quotes (no unquote needed).
 func (d *decoder) str() error {
 	s := d.s
+	plain := true
 	for i := d.i + 1; i < len(s); {
 		switch c := s[i]; {
 		case c == '"':
 			d.i = i + 1
+			d.plain = plain
 			return nil
 		case c == '\\':
+			plain = false
 			if i+1 >= len(s) {
 				return errSyntax
 			}
@@ -124,6 +136,9 @@ func (d *decoder) str() error {
 		case c < 0x20:
 			return errSyntax
 		default:
+			if c >= utf8.RuneSelf {
+				plain = false
+			}
 			i++
 		}
 	}

@@ -326,6 +326,7 @@ type RequestKey struct {
 // batch is one accepted submit.
 type batch struct {
 	id, mandator, action string
+	index                int // in mandatorState.batches
 	jobs                 []job
 	dup                  []bool // per job: JobID seen before (history or earlier in the request)
 	submittedAt          time.Time
@@ -355,32 +356,80 @@ func (b *batch) info() BatchInfo {
 
 // mandatorState is everything the simulator knows about one mandator.
 type mandatorState struct {
-	batches          []*batch // submit order
-	next             int      // index of the first batch not yet terminal
-	creating         int      // index of the first batch that may be AwaitingLessonCreation
-	createdUnordered bool     // some batch has an earlier createdAt than the batch before it
-	lessons          map[string]StoredLesson
-	applied          []appliedOp    // every operation applied, in order
-	lastApplied      map[string]int // LektionId -> 1 + index in applied of its last operation
-	creations        map[string]int
-	received         []string              // every JobID of every decoded submit body, in order
-	accepted         map[string]bool       // JobIDs of accepted requests
-	content          map[string]jobContent // JobID -> action and lessons first seen with it
-	conflicts        []string              // JobIDs seen with differing content, in order of detection
+	batches          []*batch               // submit order
+	next             int                    // index of the first batch not yet terminal
+	creating         int                    // index of the first batch that may be AwaitingLessonCreation
+	createdUnordered bool                   // some batch has an earlier createdAt than the batch before it
+	lessons          map[string]lessonState // every LektionId an operation was applied to
+	applied          opLog                  // every operation applied, in order
+	received         []string               // every JobID of every decoded submit body, in order
+	accepted         map[string]bool        // JobIDs of accepted requests
+	content          map[string]jobContent  // JobID -> action and lessons first seen with it
+	conflicts        []string               // JobIDs seen with differing content, in order of detection
 }
 
-// appliedOp is one operation applied to a lesson: lesson of job of b. prev is 1 + the index of
-// the lesson's previous operation in mandatorState.applied, 0 for its first.
+// lessonState is what a mandator knows about one LektionId. It holds no pointers, so the garbage
+// collector scans only the keys of mandatorState.lessons; the lesson's fields are those its last
+// operation sent (mandatorState.stored).
+type lessonState struct {
+	last      int32 // 1 + index in mandatorState.applied of the lesson's last operation
+	creations int32 // creates applied (Creations)
+	live      bool  // stored: the last operation was a create or an update, not a delete
+}
+
+// stored returns the lesson as its last operation sent it; e.live must be true.
+func (ms *mandatorState) stored(e lessonState) StoredLesson {
+	return ms.applied.at(e.last).lessonOf(ms)
+}
+
+// opLog is the log of applied operations, in chunks of opChunk entries: it grows without copying
+// what it holds (an append-grown slice of 200,000 entries would have allocated and copied five
+// times its size on the way).
+type opLog struct {
+	chunks [][]appliedOp
+	n      int32
+}
+
+// opChunk is the number of entries in a chunk of an opLog.
+const opChunk = 4096
+
+// add appends op and returns its position: 1 + its index.
+func (l *opLog) add(op appliedOp) int32 {
+	if l.n%opChunk == 0 {
+		l.chunks = append(l.chunks, make([]appliedOp, 0, opChunk))
+	}
+	c := &l.chunks[len(l.chunks)-1]
+	*c = append(*c, op)
+	l.n++
+	return l.n
+}
+
+// at returns the entry at position pos (1 + its index).
+func (l *opLog) at(pos int32) appliedOp {
+	i := pos - 1
+	return l.chunks[i/opChunk][i%opChunk]
+}
+
+// appliedOp is one operation applied to a lesson: lesson of job of batch (indexes into
+// mandatorState.batches, the batch's jobs and the job's lessons). prev is 1 + the index of the
+// lesson's previous operation in mandatorState.applied, 0 for its first. It holds no pointers, so
+// the log costs the garbage collector nothing to scan; int32 indexes bound a mandator to 2^31
+// operations, far more than fit in memory as batches.
 type appliedOp struct {
-	b           *batch
-	job, lesson int
-	prev        int
+	batch, job, lesson int32
+	prev               int32
+}
+
+// lessonOf returns the lesson the operation applied, as sent.
+func (op appliedOp) lessonOf(ms *mandatorState) StoredLesson {
+	return ms.batches[op.batch].jobs[op.job].Lessons[op.lesson]
 }
 
 // resolve returns the operation as History reports it.
-func (op appliedOp) resolve() Applied {
-	j := op.b.jobs[op.job]
-	return Applied{Action: op.b.action, JobID: j.JobID, BatchID: op.b.id, At: op.b.finishedAt, Lesson: j.Lessons[op.lesson]}
+func (op appliedOp) resolve(ms *mandatorState) Applied {
+	b := ms.batches[op.batch]
+	j := b.jobs[op.job]
+	return Applied{Action: b.action, JobID: j.JobID, BatchID: b.id, At: b.finishedAt, Lesson: j.Lessons[op.lesson]}
 }
 
 // jobContent is what a JobID was first sent with. Two contents are the same when their actions
@@ -394,8 +443,7 @@ func (s *Sim) mandator(m string) *mandatorState {
 	ms := s.state[m]
 	if ms == nil {
 		ms = &mandatorState{
-			lessons: map[string]StoredLesson{}, lastApplied: map[string]int{},
-			creations: map[string]int{}, accepted: map[string]bool{}, content: map[string]jobContent{},
+			lessons: map[string]lessonState{}, accepted: map[string]bool{}, content: map[string]jobContent{},
 		}
 		s.state[m] = ms
 		s.order = append(s.order, m)

@@ -176,6 +176,9 @@ func TestValidationMessages(t *testing.T) {
 		{"strict create of an existing lesson", jobmanagertest.Config{StrictCreate: true}, "create",
 			body(jobJSON("x", okLesson("L-0"))),
 			[]string{"Fehler: Lektion L-0 existiert bereits (create, JobID x)"}},
+		{"strict create of the same new lesson twice in one batch", jobmanagertest.Config{StrictCreate: true}, "create",
+			body(jobJSON("x", okLesson("L-5")), jobJSON("y", okLesson("L-5"))),
+			[]string{"Fehler: Lektion L-5 existiert bereits (create, JobID y)"}},
 		{"duplicate JobId in one request", jobmanagertest.Config{}, "create",
 			body(jobJSON("x", okLesson("L-1")), jobJSON("x", okLesson("L-2"))),
 			[]string{"Fehler: Duplicate JobId: x"}},
@@ -232,6 +235,58 @@ func TestUpdateReplacesFieldsAndDeleteRemoves(t *testing.T) {
 	assert.Equal(t, jobmanagertest.StatusLessonsCreated, e.statusOK(id).ImportStatus)
 	assert.Empty(t, e.sim.Lessons(mandator))
 	assert.Len(t, e.sim.History(mandator, "L-1"), 3)
+}
+
+// TestDeleteThenCreateAgain: a deleted lesson leaves Lessons and /_sim/state's lessons but keeps
+// its creations and history; a create after the delete stores the new fields and counts again.
+func TestDeleteThenCreateAgain(t *testing.T) {
+	e := start(t, jobmanagertest.Config{})
+	e.submitOK("create", body(jobJSON("a", okLesson("L-1"), okLesson("L-2"))))
+	id := e.submitOK("delete", body(jobJSON("b", `{"LektionId":"L-1"}`)))
+	require.Equal(t, jobmanagertest.StatusLessonsCreated, e.statusOK(id).ImportStatus)
+	assert.Equal(t, []string{"L-2"}, keys(e.sim.Lessons(mandator)))
+	assert.Equal(t, 1, e.sim.Creations(mandator, "L-1"))
+	st := e.sim.State().Mandators[mandator]
+	assert.Equal(t, []string{"L-2"}, keys(st.Lessons))
+	assert.Equal(t, map[string]int{"L-1": 1, "L-2": 1}, st.Creations)
+
+	id = e.submitOK("create", body(jobJSON("c", lessonJSON("L-1", "2025-12-24T08:00:00Z", "2025-12-24T09:00:00Z", "Aula"))))
+	require.Equal(t, jobmanagertest.StatusLessonsCreated, e.statusOK(id).ImportStatus)
+	assert.Equal(t, "Aula", e.sim.Lessons(mandator)["L-1"].RessourceName)
+	assert.Equal(t, 2, e.sim.Creations(mandator, "L-1"))
+	var actions []string
+	for _, a := range e.sim.History(mandator, "L-1") {
+		actions = append(actions, a.Action+" "+a.JobID+" "+a.Lesson.RessourceName)
+	}
+	assert.Equal(t, []string{"create a Raum 1.01", "delete b ", "create c Aula"}, actions)
+	assert.Equal(t, map[string]int{"L-1": 2, "L-2": 1}, e.sim.State().Mandators[mandator].Creations)
+}
+
+// TestHistoryAcrossManyOperations: History follows a lesson through an operation log longer than
+// one of its chunks (4,096 entries), for lessons on either side of a chunk's end.
+func TestHistoryAcrossManyOperations(t *testing.T) {
+	e := start(t, jobmanagertest.Config{})
+	lessons := make([]string, 5000)
+	for i := range lessons {
+		lessons[i] = okLesson(fmt.Sprintf("L-%d", i))
+	}
+	id := e.submitOK("create", body(jobJSON("many", lessons...)))
+	require.Equal(t, jobmanagertest.StatusLessonsCreated, e.statusOK(id).ImportStatus)
+	id = e.submitOK("update", body(jobJSON("upd", lessonJSON("L-4095", "2025-12-24T08:00:00Z", "2025-12-24T09:00:00Z", "A"),
+		lessonJSON("L-4096", "2025-12-24T08:00:00Z", "2025-12-24T09:00:00Z", "B"))))
+	require.Equal(t, jobmanagertest.StatusLessonsCreated, e.statusOK(id).ImportStatus)
+	for _, tt := range []struct{ lesson, room string }{{"L-4095", "A"}, {"L-4096", "B"}, {"L-4999", ""}} {
+		var got []string
+		for _, a := range e.sim.History(mandator, tt.lesson) {
+			got = append(got, a.Action+" "+a.JobID+" "+a.Lesson.LektionID+" "+a.Lesson.RessourceName)
+		}
+		want := []string{"create many " + tt.lesson + " Raum 1.01"}
+		if tt.room != "" {
+			want = append(want, "update upd "+tt.lesson+" "+tt.room)
+		}
+		assert.Equal(t, want, got, tt.lesson)
+	}
+	assert.Len(t, e.sim.Lessons(mandator), 5000)
 }
 
 func TestDuplicateJobIDAcrossHistory(t *testing.T) {
