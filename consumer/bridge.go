@@ -237,10 +237,28 @@ func (b *Bridge) onMsg(msg jetstream.Msg) {
 	}
 }
 
+// Pull requests of Consume. A request the server no longer has while the client still counts it
+// (nats-io/nats.go#1622: "Waiting Pulls: 0" with messages unprocessed) stops delivery until the
+// client misses two idle heartbeats and pulls again. With the defaults (30 s expiry, 15 s
+// heartbeat) that stalled the black-box benchmark for 30 s in about one run of seven (BENCHMARKS.md);
+// short requests and a 1 s heartbeat bound such a stall to about 2 s, for one pull request every
+// few seconds and a heartbeat a second while idle.
+const (
+	pullExpiry    = 2 * time.Second
+	pullHeartbeat = 500 * time.Millisecond // the least the server takes
+)
+
 func (b *Bridge) startConsume() error {
 	opts := []jetstream.PullConsumeOpt{
 		jetstream.PullMaxMessages(b.cfg.PullBatch),
+		jetstream.PullExpiry(pullExpiry),
+		jetstream.PullHeartbeat(pullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				b.metrics.pullStalls.Inc()
+				b.log.Info("no heartbeat from the server for the pull request; pulling again", zap.Error(err))
+				return
+			}
 			b.log.Debug("consume", zap.Error(err))
 		}),
 	}

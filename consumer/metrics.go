@@ -8,6 +8,7 @@ type Metrics struct {
 	received      prometheus.Counter
 	invalid       *prometheus.CounterVec
 	redelivered   prometheus.Counter
+	pullStalls    prometheus.Counter
 	batches       *prometheus.CounterVec
 	submitLatency prometheus.Histogram
 	pollLatency   prometheus.Histogram
@@ -54,6 +55,8 @@ func newMetrics() *Metrics {
 			Help: "Input messages dead-lettered as invalid, by kind (schema, subject, mandator_not_allowed)."}, []string{"kind"}),
 		redelivered: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "events_redelivered_while_held_total",
 			Help: "Redeliveries of messages the bridge still held (a heartbeat came too late)."}),
+		pullStalls: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "pull_stalls_total",
+			Help: "Pull requests the server stopped answering (no idle heartbeat); the bridge pulled again."}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "batches_total",
 			Help: "Settled batches by outcome status and reason."}, []string{"status", "reason"}),
 		submitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "submit_seconds",
@@ -103,7 +106,7 @@ func newMetrics() *Metrics {
 
 // Register registers every collector with r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.batches, m.submitLatency,
+	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.pullStalls, m.batches, m.submitLatency,
 		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits, m.techResubmits,
 		m.paused, m.barrierParked, m.authFailing,
 		m.breakerOpen, m.breakerTrips, m.deadLetterRefused, m.takenOver, m.orderRisk,

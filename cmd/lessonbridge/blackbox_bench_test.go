@@ -430,6 +430,42 @@ func (s *bbSetup) firstDelivery(b *testing.B, bridge *bbProc) jetstream.Consumer
 	}
 }
 
+// watchConsumer writes the consumer's state every 100 ms to LESSONBRIDGE_BB_LOGDIR/consumer.log
+// (when set): waiting pull requests, pending, ack pending, delivered, to tell a stalled pull from a
+// busy bridge.
+func (s *bbSetup) watchConsumer(b *testing.B, cons jetstream.Consumer) (stop func()) {
+	dir := os.Getenv("LESSONBRIDGE_BB_LOGDIR")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, "consumer.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			ci, err := cons.Info(context.Background())
+			if err != nil {
+				fmt.Fprintf(f, "%s error %v\n", time.Now().Format("15:04:05.000"), err)
+				continue
+			}
+			fmt.Fprintf(f, "%s waiting %d pending %d ackPending %d delivered %d ackFloor %d\n", time.Now().Format("15:04:05.000"),
+				ci.NumWaiting, ci.NumPending, ci.NumAckPending, ci.Delivered.Stream, ci.AckFloor.Stream)
+		}
+	}()
+	return func() { close(done); <-finished; _ = f.Close() }
+}
+
 // bbProfiler fetches profiles of the throughput window (LESSONBRIDGE_BB_PROFILE).
 type bbProfiler struct {
 	dir string
@@ -538,19 +574,27 @@ func BenchmarkBlackBoxThroughput(b *testing.B) {
 		busy0, total0 := bbMachine(b)
 		start := time.Now()
 		prof := s.startProfiles(b, bridge)
+		stopWatch := s.watchConsumer(b, cons)
 		oc.wait(b, bridge)
 		s.waitDrained(b, cons)
 		elapsed := time.Since(start)
 		busy1, total1 := bbMachine(b)
+		stopWatch()
 		prof.finish(b, bridge)
 		evps := float64(n) / elapsed.Seconds()
 		pct := func(d time.Duration) float64 { return 100 * float64(d) / float64(elapsed) }
 		b.ReportMetric(ceiling, "ceiling-ev/s")
 		b.ReportMetric(evps, "bridge-ev/s")
 		b.ReportMetric(evps/ceiling, "ratio")
-		b.ReportMetric(pct(bridge.cpu(b)-cpuB), "bridge-cpu%")
-		b.ReportMetric(pct(s.nats.cpu(b)-cpuN), "nats-cpu%")
-		b.ReportMetric(pct(s.sim.cpu(b)-cpuS), "sim-cpu%")
+		dB, dN, dS := bridge.cpu(b)-cpuB, s.nats.cpu(b)-cpuN, s.sim.cpu(b)-cpuS
+		b.ReportMetric(pct(dB), "bridge-cpu%")
+		b.ReportMetric(pct(dN), "nats-cpu%")
+		b.ReportMetric(pct(dS), "sim-cpu%")
+		// CPU per event: less sensitive to other load on the machine than the rate.
+		us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(n) }
+		b.ReportMetric(us(dB), "bridge-cpu-us/ev")
+		b.ReportMetric(us(dN), "nats-cpu-us/ev")
+		b.ReportMetric(us(dS), "sim-cpu-us/ev")
 		b.ReportMetric(pct(bbSelfCPU(b)-cpuSelf), "bench-cpu%")
 		// The whole machine (every core, every process) over the window: 100 % per core.
 		b.ReportMetric(float64(100*runtime.NumCPU())*float64(busy1-busy0)/float64(max(total1-total0, 1)), "machine-busy%")
