@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -140,6 +141,19 @@ func (c *core) cut(gk groupKey, g *group) {
 	c.batches[bt.key] = bt
 	c.m.inFlight.Set(float64(len(c.batches)))
 	c.record(bt, 0)
+}
+
+// jobID formats <prefix>-<YYYYMMDD>-<UUIDv7> (the day in UTC) in one allocation.
+func jobID(prefix string, now time.Time, u [16]byte) string {
+	var a [128]byte
+	b := append(a[:0], prefix...)
+	b = append(b, '-')
+	b = now.UTC().AppendFormat(b, "20060102")
+	for _, part := range [...][]byte{u[0:4], u[4:6], u[6:8], u[8:10], u[10:16]} {
+		b = append(b, '-')
+		b = hex.AppendEncode(b, part)
+	}
+	return string(b)
 }
 
 // lessonTimes are the start and end times of a cut's lessons as toLesson formats them, in one

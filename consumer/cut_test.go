@@ -3,10 +3,12 @@ package consumer
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -95,4 +97,26 @@ func referenceJobs(items []*item) ([]jobmanager.Job, [][]uint64) {
 		seqs[j] = append(seqs[j], it.seq)
 	}
 	return jobs, seqs
+}
+
+// TestJobIDFormat: jobID is <prefix>-<YYYYMMDD of the UTC day>-<the UUID in its canonical text>.
+func TestJobIDFormat(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	now := time.Date(2026, 12, 1, 23, 30, 0, 0, time.FixedZone("", -2*3600)) // Dec 2 in UTC
+	for range 100 {
+		var u [16]byte
+		for i := range u {
+			u[i] = byte(rnd.Uint32())
+		}
+		assert.Equal(t, "lb-20261202-"+uuid.UUID(u).String(), jobID("lb", now, u))
+	}
+	c := newCore(Config{JobIDPrefix: "x-1"}.Defaults(), newMetrics(), rand.New(rand.NewPCG(1, 2)))
+	c.now = now
+	id := c.newJobID()
+	assert.Regexp(t, `^x-1-20261202-[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`, id)
+	u, err := uuid.Parse(id[len("x-1-20261202-"):])
+	require.NoError(t, err)
+	assert.Equal(t, uuid.Version(7), u.Version())
+	sec, nsec := u.Time().UnixTime()
+	assert.Equal(t, now.UnixMilli(), sec*1000+nsec/1e6, "the UUIDv7's time is the core's clock")
 }
