@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -91,26 +92,102 @@ func (c *core) cut(gk groupKey, g *group) {
 		state:    stateRecorded,
 		created:  c.now,
 	}
-	jobIdx := map[string]int{}
-	for _, p := range g.lessons {
+	// One job per data.group, in order of first appearance. Each job's lessons and sequences are
+	// ranges of one array each, filled in the lessons' order.
+	n := len(g.lessons)
+	jobOf := make([]int, n)
+	var perJob []int
+	jobIdx := make(map[string]int, 8)
+	nItems := 0
+	for i, p := range g.lessons {
 		grp := p.eff.ev.Data.Group
-		i, ok := jobIdx[grp]
+		j, ok := jobIdx[grp]
 		if !ok {
-			i = len(bt.jobs)
-			jobIdx[grp] = i
-			bt.jobs = append(bt.jobs, jobmanager.Job{JobID: c.newJobID()})
-			bt.jobSeqs = append(bt.jobSeqs, nil)
+			j = len(perJob)
+			jobIdx[grp] = j
+			perJob = append(perJob, 0)
 		}
-		bt.jobSeqs[i] = append(bt.jobSeqs[i], p.eff.seq)
-		bt.jobs[i].LektionList = append(bt.jobs[i].LektionList, toLesson(p.eff.ev))
+		jobOf[i] = j
+		perJob[j]++
+		nItems += len(p.items)
+	}
+	bt.jobs = make([]jobmanager.Job, len(perJob))
+	bt.jobSeqs = make([][]uint64, len(perJob))
+	lessons := make([]jobmanager.Lesson, n)
+	seqs := make([]uint64, n)
+	off := 0
+	for j, k := range perJob {
+		bt.jobs[j] = jobmanager.Job{JobID: c.newJobID(), LektionList: lessons[off : off : off+k]}
+		bt.jobSeqs[j] = seqs[off : off : off+k]
+		off += k
+	}
+	bt.items = make([]*item, 0, nItems)
+	times := formatTimes(g.lessons)
+	for i, p := range g.lessons {
+		j := jobOf[i]
+		ev := p.eff.ev
+		bt.jobSeqs[j] = append(bt.jobSeqs[j], p.eff.seq)
+		bt.jobs[j].LektionList = append(bt.jobs[j].LektionList, jobmanager.Lesson{LektionID: ev.Data.LessonID,
+			Beginn: times.get(2 * i), Ende: times.get(2*i + 1), RessourceName: ev.Data.Resource, Extra: ev.Data.Attributes})
 		bt.items = append(bt.items, p.items...)
-		c.lessons[p.key].pending = nil
-		c.hold(p.key, bt)
+		st := p.st
+		if st == nil {
+			st = c.lessons[p.key]
+		}
+		st.pending = nil
+		holdState(st, p.key, bt)
 	}
 	bt.setLogger(c.log)
 	c.batches[bt.key] = bt
 	c.m.inFlight.Set(float64(len(c.batches)))
 	c.record(bt, 0)
+}
+
+// jobID formats <prefix>-<YYYYMMDD>-<UUIDv7> (the day in UTC) in one allocation.
+func jobID(prefix string, now time.Time, u [16]byte) string {
+	var a [128]byte
+	b := append(a[:0], prefix...)
+	b = append(b, '-')
+	b = now.UTC().AppendFormat(b, "20060102")
+	for _, part := range [...][]byte{u[0:4], u[4:6], u[6:8], u[8:10], u[10:16]} {
+		b = append(b, '-')
+		b = hex.AppendEncode(b, part)
+	}
+	return string(b)
+}
+
+// lessonTimes are the start and end times of a cut's lessons as toLesson formats them, in one
+// string: one allocation per batch instead of two per lesson.
+type lessonTimes struct {
+	s    string
+	ends []int // ends[2i] and ends[2i+1]: where lesson i's start and end end in s
+}
+
+// formatTimes formats the effective events' data.start and data.end (RFC 3339 with nanoseconds,
+// empty when zero) of lessons.
+func formatTimes(lessons []*pendingLesson) lessonTimes {
+	var b strings.Builder
+	b.Grow(2 * len(lessons) * len("2006-01-02T15:04:05Z"))
+	var scratch [64]byte
+	ends := make([]int, 0, 2*len(lessons))
+	for _, p := range lessons {
+		for _, t := range [2]time.Time{p.eff.ev.Data.Start, p.eff.ev.Data.End} {
+			if !t.IsZero() {
+				b.Write(t.AppendFormat(scratch[:0], time.RFC3339Nano))
+			}
+			ends = append(ends, b.Len())
+		}
+	}
+	return lessonTimes{s: b.String(), ends: ends}
+}
+
+// get returns the k-th formatted time.
+func (lt lessonTimes) get(k int) string {
+	lo := 0
+	if k > 0 {
+		lo = lt.ends[k-1]
+	}
+	return lt.s[lo:lt.ends[k]]
 }
 
 // record creates bt's ledger record, then queues its submit.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/lessonbridge/lessonbridge/jobmanager"
@@ -483,8 +484,9 @@ func (c *core) jitter(d time.Duration) time.Duration {
 }
 
 // newUUID is a UUIDv7 from the core's clock and random source.
-func (c *core) newUUID() string {
-	var u [16]byte
+func (c *core) newUUID() string { return uuid.UUID(c.uuidV7()).String() }
+
+func (c *core) uuidV7() (u [16]byte) {
 	ms := uint64(c.now.UnixMilli())
 	for i := range 6 {
 		u[i] = byte(ms >> (40 - 8*i))
@@ -496,13 +498,11 @@ func (c *core) newUUID() string {
 	}
 	u[6] = 0x70 | u[6]&0x0f
 	u[8] = 0x80 | u[8]&0x3f
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+	return u
 }
 
 // newJobID returns <prefix>-<YYYYMMDD>-<UUIDv7>.
-func (c *core) newJobID() string {
-	return c.cfg.JobIDPrefix + "-" + c.now.UTC().Format("20060102") + "-" + c.newUUID()
-}
+func (c *core) newJobID() string { return jobID(c.cfg.JobIDPrefix, c.now, c.uuidV7()) }
 
 // pump starts what may start now: submits and polls within their concurrency and the breaker, and
 // flow control; and ends a shutdown that has nothing left.

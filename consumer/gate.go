@@ -44,9 +44,18 @@ type group struct {
 // pendingLesson is one lesson in a group: the effective (latest) event and every event it settles.
 type pendingLesson struct {
 	key   lessonKey
+	st    *lessonState // the gate's record of the lesson (nil in recovered batches): cut needs no lookup
 	eff   *item
 	items []*item
 	size  int
+	one   [1]*item // items' first backing array
+}
+
+// lessonEntry is a new lesson's state and its first pending entry, allocated together: most lessons
+// pass the gate once per batch.
+type lessonEntry struct {
+	st lessonState
+	p  pendingLesson
 }
 
 // admit passes a valid event through the gate into its group, or queues it behind the lesson.
@@ -54,12 +63,14 @@ func (c *core) admit(it *item) {
 	k := lessonKey{it.mandator, it.ev.Data.LessonID}
 	st := c.lessons[k]
 	if st == nil {
-		st = &lessonState{}
-		c.lessons[k] = st
+		e := &lessonEntry{}
+		c.lessons[k] = &e.st
+		c.addToGroup(&e.st, k, it, &e.p)
+		return
 	}
 	switch {
 	case st.pending == nil && st.inflight == nil && len(st.waiting) == 0:
-		c.addToGroup(st, k, it)
+		c.addToGroup(st, k, it, nil)
 	case st.pending != nil && len(st.waiting) == 0 && st.pending.eff.ev.Action() == it.ev.Action():
 		c.coalesce(st.pending, it)
 	default:
@@ -70,16 +81,17 @@ func (c *core) admit(it *item) {
 // coalesce makes it the effective event of p; the older events are settled with it.
 func (c *core) coalesce(p *pendingLesson, it *item) {
 	g := c.groups[groupKey{it.mandator, it.ev.Action()}]
-	size := lessonSize(it.ev)
+	size := int(it.size)
 	g.bytes += size - p.size
 	p.size = size
 	p.eff = it
 	p.items = append(p.items, it)
 }
 
-func (c *core) addToGroup(st *lessonState, k lessonKey, it *item) {
+// addToGroup puts it into its group as lesson k's pending entry: p when not nil, else a new one.
+func (c *core) addToGroup(st *lessonState, k lessonKey, it *item, p *pendingLesson) {
 	gk := groupKey{it.mandator, it.ev.Action()}
-	size := lessonSize(it.ev)
+	size := int(it.size)
 	g := c.groups[gk]
 	if g != nil && g.bytes+size > c.cfg.BatchMaxBytes {
 		c.cut(gk, g)
@@ -94,7 +106,12 @@ func (c *core) addToGroup(st *lessonState, k lessonKey, it *item) {
 			}
 		})
 	}
-	p := &pendingLesson{key: k, eff: it, items: []*item{it}, size: size}
+	if p == nil {
+		p = &pendingLesson{}
+	}
+	*p = pendingLesson{key: k, st: st, eff: it, size: size}
+	p.one[0] = it
+	p.items = p.one[:1:1]
 	g.lessons = append(g.lessons, p)
 	g.bytes += size
 	st.pending = p
@@ -114,7 +131,7 @@ func (c *core) release(k lessonKey) {
 	st.waiting = nil
 	for i, it := range w {
 		if st.pending == nil && st.inflight == nil {
-			c.addToGroup(st, k, it)
+			c.addToGroup(st, k, it, nil)
 			continue
 		}
 		if st.pending != nil && st.pending.eff.ev.Action() == it.ev.Action() {
@@ -137,6 +154,11 @@ func (c *core) hold(k lessonKey, bt *batch) {
 		st = &lessonState{}
 		c.lessons[k] = st
 	}
+	holdState(st, k, bt)
+}
+
+// holdState is hold for the lesson's known state st.
+func holdState(st *lessonState, k lessonKey, bt *batch) {
 	if st.inflight != nil && st.inflight != bt {
 		panic(fmt.Sprintf("consumer: gate invariant broken: lesson %s/%s in batch %s and in batch %s", k.mandator, k.lessonID, st.inflight.key, bt.key))
 	}

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ type item struct {
 	ev          *schemas.LessonChange // nil when invalid
 	err         error                 // why the event will not be imported
 	redelivered bool                  // delivered before (to us or to an instance that died)
+	size        int32                 // lessonSize(ev), taken once (beside redelivered: no extra word)
 }
 
 // invalidMandator is the dead-letter subject token for events whose subject names no valid mandator.
@@ -60,7 +62,9 @@ func decodeItem(cfg *Config, m rawMsg) *item {
 	it.ev, it.err = schemas.Decode(m.data, mand)
 	if it.err != nil {
 		it.data = m.data
+		return it
 	}
+	it.size = int32(min(lessonSize(it.ev), math.MaxInt32))
 	return it
 }
 

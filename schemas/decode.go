@@ -98,7 +98,8 @@ func validMandator(s string) bool {
 // a "data" member's unknown content. An empty data.attributes object decodes as nil.
 //
 // Decode is safe for concurrent use and does not keep raw. The returned strings share one
-// copy of raw. NOTE: it is the hot path of the bridge's intake; it validates with
+// copy of the string members' bytes (not of the whole body: keys, times and punctuation are
+// not kept). NOTE: it is the hot path of the bridge's intake; it validates with
 // hand-written checks, not with the JSON Schema validator.
 func Decode(raw []byte, mandator string) (*LessonChange, error) {
 	d := decoder{raw: raw}
@@ -114,9 +115,61 @@ func Decode(raw []byte, mandator string) (*LessonChange, error) {
 
 // decoder holds one Decode call's state.
 type decoder struct {
-	raw  []byte
-	body string // string(raw), made once, shared by the returned strings
-	errs []FieldError
+	raw   []byte
+	body  string // the kept spans' bytes, made once, shared by the returned strings
+	errs  []FieldError
+	nKept int
+	kept  [maxKept]keptSpan // which string contents of raw body holds (an array: d stays on the stack)
+}
+
+// keptSpan says that the string content raw[lo:hi] is body[off:off+hi-lo].
+type keptSpan struct{ lo, hi, off int }
+
+// maxKeptAttributes is how many data.attributes names share the body copy; the names of further
+// members are copied one by one.
+const maxKeptAttributes = 8
+
+// maxKept bounds the kept spans: 8 envelope and 4 data members, and the attributes' names.
+const maxKept = 8 + 4 + maxKeptAttributes
+
+// keepString marks the content of the string literal at s (if it is one) for the body copy.
+func (d *decoder) keepString(s span) {
+	if s.present() && d.raw[s.lo] == '"' {
+		d.keepContent(s.lo+1, s.hi-1)
+	}
+}
+
+// keepContent marks raw[lo:hi] for the body copy, while there is room.
+func (d *decoder) keepContent(lo, hi int) {
+	if d.nKept < len(d.kept) {
+		d.kept[d.nKept] = keptSpan{lo: lo, hi: hi}
+		d.nKept++
+	}
+}
+
+// buildBody copies the kept spans into body, in one allocation.
+func (d *decoder) buildBody() {
+	n := 0
+	for _, k := range d.kept[:d.nKept] {
+		n += k.hi - k.lo
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i := range d.kept[:d.nKept] {
+		d.kept[i].off = b.Len()
+		b.Write(d.raw[d.kept[i].lo:d.kept[i].hi])
+	}
+	d.body = b.String()
+}
+
+// content returns raw[lo:hi] as a string: from body when kept, else a copy.
+func (d *decoder) content(lo, hi int) string {
+	for _, k := range d.kept[:d.nKept] {
+		if k.lo == lo && k.hi == hi {
+			return d.body[k.off : k.off+hi-lo]
+		}
+	}
+	return string(d.raw[lo:hi])
 }
 
 func (d *decoder) fail(field, value, problem string) {
@@ -207,7 +260,28 @@ func (d *decoder) decode(mandator string) *LessonChange {
 		d.syntaxError()
 		return nil
 	}
-	d.body = string(raw)
+	// The string members that the result keeps share one copy.
+	for _, f := range [...]int{fSpecVersion, fID, fSource, fType, fSubject, fDataContentType, fDataSchema, fTraceParent} {
+		d.keepString(env[f])
+	}
+	var dataF [nData]span
+	if data := env[fData]; data.present() && raw[data.lo] == '{' {
+		dataF = dataSpans(raw, data)
+		for _, f := range [...]int{fLessonID, fResource, fGroup, fMandator} {
+			d.keepString(dataF[f])
+		}
+		if a := dataF[fAttributes]; a.present() && raw[a.lo] == '{' {
+			am := newMembers(raw, a)
+			for range maxKeptAttributes {
+				key, _, ok := am.next()
+				if !ok {
+					break
+				}
+				d.keepContent(key.lo, key.hi)
+			}
+		}
+	}
+	d.buildBody()
 
 	ev := &event{}
 	e := &ev.LessonChange
@@ -245,7 +319,7 @@ func (d *decoder) decode(mandator string) *LessonChange {
 	case raw[data.lo] != '{':
 		d.wrongType("data", data, "an object")
 	default:
-		d.decodeData(&e.Data, data, typ, mandator)
+		d.decodeData(&e.Data, dataF, typ, mandator)
 	}
 	if len(d.errs) > 0 {
 		return nil
@@ -261,14 +335,14 @@ func (d *decoder) traceParent(tp span) string {
 		bytes.IndexByte(d.raw[tp.lo:tp.hi], '\\') >= 0 {
 		return ""
 	}
-	if s := d.body[tp.lo+1 : tp.hi-1]; ValidTraceParent(s) {
+	if s := d.content(tp.lo+1, tp.hi-1); ValidTraceParent(s) {
 		return s
 	}
 	return ""
 }
 
-func (d *decoder) decodeData(out *LessonData, obj span, typ, mandator string) {
-	raw := d.raw
+// dataSpans finds the members of the data object at obj.
+func dataSpans(raw []byte, obj span) [nData]span {
 	var f [nData]span
 	m := newMembers(raw, obj)
 	for {
@@ -297,7 +371,12 @@ func (d *decoder) decodeData(out *LessonData, obj span, typ, mandator string) {
 			f[i] = val
 		}
 	}
+	return f
+}
 
+// decodeData decodes and checks the data object whose members dataSpans found.
+func (d *decoder) decodeData(out *LessonData, f [nData]span, typ, mandator string) {
+	raw := d.raw
 	if id, ok := d.requiredString("data.lessonId", f[fLessonID]); ok && id != "" {
 		if utf8.RuneCountInString(id) > MaxLessonIDLength {
 			d.fail("data.lessonId", id, fmt.Sprintf("is longer than %d characters", MaxLessonIDLength))
@@ -403,11 +482,11 @@ func (d *decoder) str(field string, s span, required bool) (string, bool) {
 // plain returns the string literal at s, decoded. s must be a string literal.
 func (d *decoder) plain(s span) string {
 	if plainString(d.raw[s.lo+1 : s.hi-1]) {
-		return d.body[s.lo+1 : s.hi-1]
+		return d.content(s.lo+1, s.hi-1)
 	}
 	var v string
 	if err := json.Unmarshal(d.raw[s.lo:s.hi], &v); err != nil {
-		return d.body[s.lo+1 : s.hi-1] // not reached: the literal is valid JSON
+		return string(d.raw[s.lo+1 : s.hi-1]) // not reached: the literal is valid JSON
 	}
 	return v
 }

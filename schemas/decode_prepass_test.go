@@ -42,7 +42,6 @@ func (d *decoder) decodeWithPrepass(mandator string) *LessonChange {
 		d.wrongType("(body)", span{i, valueEnd(raw, i)}, "a JSON object")
 		return nil
 	}
-	d.body = string(raw)
 
 	var env [nEnvelope]span
 	m := newMembers(raw, span{i, valueEnd(raw, i)})
@@ -115,7 +114,7 @@ func (d *decoder) decodeWithPrepass(mandator string) *LessonChange {
 	case raw[data.lo] != '{':
 		d.wrongType("data", data, "an object")
 	default:
-		d.decodeData(&e.Data, data, typ, mandator)
+		d.decodeData(&e.Data, dataSpans(raw, data), typ, mandator)
 	}
 	if len(d.errs) > 0 {
 		return nil

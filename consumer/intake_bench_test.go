@@ -1,0 +1,203 @@
+package consumer
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/lessonbridge/lessonbridge/jobmanager"
+	"github.com/lessonbridge/lessonbridge/publisher"
+	"github.com/lessonbridge/lessonbridge/schemas"
+)
+
+// The intake path's CPU per event without NATS (issue 13): decodeItem, then a bare core's deliver
+// until batches of 500 lessons are cut, recorded and submitted (each submit answered as accepted,
+// its ledger update answered). Settle is not part of it. The core is fresh every intakeBenchRound
+// events (100 batches), outside the timer, so that every event is a create of a lesson the core has
+// not seen, as in the black-box benchmark's backlog.
+//
+//	go test -run='^$' -bench=Intake -benchmem -count=5 ./consumer
+//
+// Sub-benchmarks: the event fixture (blackbox: cmd/lessonbridge's bbCreates, 20 groups, no
+// attributes; sample: the creates of publisher.SampleEvents, with time, attributes and mandator)
+// and the part measured (decode: decodeItem only; core: deliver of already decoded items; all: both).
+// ns/op, B/op and allocs/op are per event.
+func BenchmarkIntake(b *testing.B) {
+	fixtures := []struct {
+		name string
+		msgs func(n int) []rawMsg
+	}{
+		{"blackbox", benchBlackBoxCreates},
+		{"sample", benchSampleCreates},
+	}
+	for _, fx := range fixtures {
+		msgs := fx.msgs(intakeBenchRound)
+		for _, part := range []string{"decode", "core", "all"} {
+			b.Run(fx.name+"/"+part, func(b *testing.B) { benchIntake(b, msgs, part) })
+		}
+	}
+}
+
+const intakeBenchRound = 50_000
+
+func benchIntake(b *testing.B, msgs []rawMsg, part string) {
+	cfg := Config{Logger: zap.NewNop(), BatchLinger: 50 * time.Millisecond, PollSchedule: []time.Duration{time.Millisecond, 5 * time.Millisecond}}.Defaults()
+	if err := cfg.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	var pre []*item
+	if part == "core" {
+		pre = make([]*item, len(msgs))
+		for i, m := range msgs {
+			pre[i] = decodeItem(&cfg, m)
+		}
+	}
+	d := &intakeBenchDriver{cfg: cfg, now: time.Date(2026, 12, 1, 13, 0, 0, 0, time.UTC)}
+	if part != "decode" {
+		d.reset(b)
+	}
+	var sink *item
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		k := i % len(msgs)
+		if k == 0 && i > 0 && part != "decode" {
+			b.StopTimer()
+			if part == "core" {
+				for j, m := range msgs { // a fresh core must not see items it already routed
+					pre[j] = decodeItem(&cfg, m)
+				}
+			}
+			d.reset(b)
+			b.StartTimer()
+		}
+		switch part {
+		case "decode":
+			sink = decodeItem(&d.cfg, msgs[k])
+		case "core":
+			d.deliver(b, pre[k])
+		default:
+			d.deliver(b, decodeItem(&d.cfg, msgs[k]))
+		}
+	}
+	b.StopTimer()
+	if part == "decode" {
+		if sink.err != nil {
+			b.Fatal(sink.err)
+		}
+		return
+	}
+	if d.submits > 0 {
+		b.ReportMetric(float64(d.lessons)/float64(d.submits), "lessons/submit")
+	}
+}
+
+// intakeBenchDriver answers a core's ledger and submit effects at once, as a fast runner would.
+type intakeBenchDriver struct {
+	cfg     Config
+	c       *core
+	now     time.Time
+	submits int
+	lessons int
+	jobID   int
+}
+
+func (d *intakeBenchDriver) reset(b *testing.B) {
+	d.c = newCore(d.cfg, newMetrics(), rand.New(rand.NewPCG(1, 2)))
+	d.c.start(d.now, facts{AckWait: d.cfg.AckWait, MaxAckPending: d.cfg.MaxHeld + 2*d.cfg.PullBatch})
+	d.drain(b, map[effKind]bool{effStartPulling: true})
+	if d.c.phase != phaseRunning {
+		b.Fatalf("core not running after start: phase %d", d.c.phase)
+	}
+}
+
+func (d *intakeBenchDriver) deliver(b *testing.B, it *item) {
+	if it.err != nil {
+		b.Fatal(it.err)
+	}
+	d.c.deliver(d.now, it)
+	d.drain(b, nil)
+}
+
+// drain answers every effect the core asks for, until it asks for none: ledger list (empty),
+// consumer info (nothing outstanding), ledger creates and updates (ok), submits (accepted).
+func (d *intakeBenchDriver) drain(b *testing.B, ignore map[effKind]bool) {
+	for {
+		effs := d.c.take()
+		if len(effs) == 0 {
+			return
+		}
+		for _, e := range effs {
+			r := result{id: e.id}
+			switch e.kind {
+			case effLedgerList, effConsumerInfo:
+			case effLedgerCreate:
+				r.rev = 1
+			case effLedgerUpdate:
+				r.rev = e.rev + 1
+			case effSubmit:
+				d.submits++
+				for _, j := range e.jobs {
+					d.lessons += len(j.LektionList)
+				}
+				d.jobID++
+				r.status = &jobmanager.BatchStatus{BatchID: fmt.Sprint(d.jobID), ImportStatus: jobmanager.StatusAwaitingLessonProcessing}
+			default:
+				if !ignore[e.kind] {
+					b.Fatalf("unexpected effect %v", e.kind)
+				}
+				continue
+			}
+			d.c.complete(d.now, r)
+		}
+	}
+}
+
+// benchBlackBoxCreates are the creates of cmd/lessonbridge's bbCreates: one lesson each, 20 groups.
+func benchBlackBoxCreates(n int) []rawMsg {
+	out := make([]rawMsg, n)
+	start := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
+	for i := range out {
+		id := uuid.Must(uuid.NewV7()).String()
+		ev := schemas.LessonChange{SpecVersion: schemas.SpecVersion, ID: id, Source: "/bench", Type: "lesson.created",
+			Data: schemas.LessonData{LessonID: fmt.Sprintf("L-%07d", i), Start: start.Add(time.Duration(i) * time.Hour),
+				End: start.Add(time.Duration(i)*time.Hour + 45*time.Minute), Resource: "Raum 1.01",
+				Group: fmt.Sprintf("course-%02d", i%20)}}
+		body, err := json.Marshal(ev)
+		if err != nil {
+			panic(err)
+		}
+		out[i] = benchRawMsg("bench", uint64(i+1), body)
+	}
+	return out
+}
+
+// benchSampleCreates are the first n creates of publisher.SampleEvents (no invalid ones).
+func benchSampleCreates(n int) []rawMsg {
+	out := make([]rawMsg, 0, n)
+	for _, ch := range publisher.SampleEvents(2*n, "m1", 7, 0) {
+		var ev struct{ Type string }
+		if err := json.Unmarshal(ch.Body, &ev); err != nil {
+			panic(err)
+		}
+		if ev.Type != schemas.TypeLessonCreated {
+			continue
+		}
+		out = append(out, benchRawMsg(ch.Mandator, uint64(len(out)+1), ch.Body))
+		if len(out) == n {
+			break
+		}
+	}
+	return out
+}
+
+func benchRawMsg(mandator string, seq uint64, body []byte) rawMsg {
+	return rawMsg{reply: fmt.Sprintf("$JS.ACK.LESSONS.lessonbridge.1.%d.%d.1764594000000000000.0", seq, seq),
+		subject: "lessons.changes." + mandator, data: body, seq: seq, numDelivered: 1,
+		stored: time.Date(2026, 12, 1, 13, 0, 0, 0, time.UTC)}
+}
