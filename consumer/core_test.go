@@ -160,6 +160,26 @@ func TestLedgerUpdateTimeoutIsNotATakeover(t *testing.T) {
 			assert.Equal(t, uint64(2), bt.ledgerRev)
 		}
 	})
+	t.Run("read back older than ours: a stale read, read again", func(t *testing.T) {
+		// Seen as a suspect in TestClusterLeaderLoss/ledger: a KV get answered by a follower that lags
+		// after a leader change returns an older revision. Another instance's write would be newer.
+		d := newCoreDriver(t, nil)
+		d.answer(d.acceptedBatch(), result{rev: 2})
+		d.advance(time.Second)
+		d.answer(d.expect(effPoll), result{status: &jobmanager.BatchStatus{BatchID: "4711", ImportStatus: jobmanager.StatusLessonsCreated}})
+		up := d.expect(effLedgerUpdate) // the verdict, on revision 2
+		require.Equal(t, uint64(2), up.rev)
+		d.answer(up, result{kind: errTransient, err: timeout})
+		d.answer(d.expect(effLedgerGet), result{rev: 1, value: []byte(`{"v":1,"state":"recorded"}`)})
+		assert.Len(t, d.c.batches, 1, "the batch is still ours")
+		assert.Zero(t, metricValue(t, d.c.m.takenOver))
+		d.advance(time.Second)
+		again := d.expect(effLedgerUpdate)
+		assert.Equal(t, up.value, again.value)
+		assert.Equal(t, uint64(2), again.rev)
+		d.answer(again, result{rev: 3})
+		d.expect(effPublishOutcome)
+	})
 	t.Run("changed by someone else: taken over", func(t *testing.T) {
 		d := newCoreDriver(t, nil)
 		up := d.acceptedBatch()

@@ -220,6 +220,11 @@ func (c *core) ledgerWrite(bt *batch, what string, then func()) {
 					then()
 				case g.kind == errNone && prev != 0 && g.rev == prev, g.kind == errNotFound && prev == 0:
 					retryLater(cause) // it did not happen
+				case g.kind == errNone && prev != 0 && g.rev < prev:
+					// Older than what we wrote before: a stale read (a KV get may be answered by a
+					// follower that lags, e.g. after a leader change), not another instance's write,
+					// which would be newer. Read again later.
+					retryLater(fmt.Errorf("%v; read back revision %d, older than ours (%d)", cause, g.rev, prev))
 				case g.kind == errNone || g.kind == errNotFound:
 					bt.log.Error("batch taken over by another instance; leaving its messages to it",
 						zap.String("write", what), zap.Uint64("expectedRevision", prev), zap.Uint64("foundRevision", g.rev), zap.Error(cause))
