@@ -9,7 +9,8 @@ package main
 // LESSONBRIDGE_BB_RATE and LESSONBRIDGE_BB_SECONDS the rate and length of BenchmarkBlackBoxLatency
 // (default 2000 events/s for 10 s). LESSONBRIDGE_BB_ARGS adds flags to the bridge's `run` (split on
 // spaces), to compare settings in one run, and LESSONBRIDGE_BB_BRIDGE_ENV variables to its environment
-// (e.g. GOGC=200); LESSONBRIDGE_BB_LOGDIR keeps the processes' logs.
+// (e.g. GOGC=200); LESSONBRIDGE_BB_BRIDGE_BIN runs a bridge binary built elsewhere (a baseline commit) in
+// the same harness; LESSONBRIDGE_BB_LOGDIR keeps the processes' logs.
 // LESSONBRIDGE_BB_PROFILE=dir profiles the throughput window: CPU profiles of the bridge (--pprof on)
 // and of nats-server (its --profile port) over the first LESSONBRIDGE_BB_PROFILE_SECONDS (default 2)
 // seconds, an execution trace of the bridge over the first second, and the bridge's block and mutex
@@ -63,7 +64,11 @@ func bbBinaries(b *testing.B) (bridge, natsServer string) {
 	b.Helper()
 	dir := b.TempDir()
 	bridge, natsServer = filepath.Join(dir, "lessonbridge"), filepath.Join(dir, "nats-server")
-	for _, args := range [][]string{{"build", "-o", bridge, "."}, {"build", "-o", natsServer, "github.com/nats-io/nats-server/v2"}} {
+	builds := [][]string{{"build", "-o", bridge, "."}, {"build", "-o", natsServer, "github.com/nats-io/nats-server/v2"}}
+	if bin := os.Getenv("LESSONBRIDGE_BB_BRIDGE_BIN"); bin != "" {
+		bridge, builds = bin, builds[1:] // a bridge built elsewhere (an older commit, as the baseline)
+	}
+	for _, args := range builds {
 		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
 			b.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
