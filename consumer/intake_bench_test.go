@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/lessonbridge/lessonbridge/jobmanager"
@@ -23,7 +22,7 @@ import (
 //
 //	go test -run='^$' -bench=Intake -benchmem -count=5 ./consumer
 //
-// Sub-benchmarks: the event fixture (blackbox: cmd/lessonbridge's bbCreates, 20 groups, no
+// Sub-benchmarks: the event fixture (blackbox: publisher.BacklogCreates (the black-box backlog), 20 groups, no
 // attributes; sample: the creates of publisher.SampleEvents, with time, attributes and mandator)
 // and the part measured (decode: decodeItem only; core: deliver of already decoded items; all: both).
 // ns/op, B/op and allocs/op are per event.
@@ -158,21 +157,12 @@ func (d *intakeBenchDriver) drain(b *testing.B, ignore map[effKind]bool) {
 	}
 }
 
-// benchBlackBoxCreates are the creates of cmd/lessonbridge's bbCreates: one lesson each, 20 groups.
+// benchBlackBoxCreates are the black-box benchmark's backlog (publisher.BacklogCreates): one lesson
+// each, 20 groups.
 func benchBlackBoxCreates(n int) []rawMsg {
 	out := make([]rawMsg, n)
-	start := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
-	for i := range out {
-		id := uuid.Must(uuid.NewV7()).String()
-		ev := schemas.LessonChange{SpecVersion: schemas.SpecVersion, ID: id, Source: "/bench", Type: "lesson.created",
-			Data: schemas.LessonData{LessonID: fmt.Sprintf("L-%07d", i), Start: start.Add(time.Duration(i) * time.Hour),
-				End: start.Add(time.Duration(i)*time.Hour + 45*time.Minute), Resource: "Raum 1.01",
-				Group: fmt.Sprintf("course-%02d", i%20)}}
-		body, err := json.Marshal(ev)
-		if err != nil {
-			panic(err)
-		}
-		out[i] = benchRawMsg("bench", uint64(i+1), body)
+	for i, ch := range publisher.BacklogCreates(n, "bench") {
+		out[i] = benchRawMsg("bench", uint64(i+1), ch.Body)
 	}
 	return out
 }

@@ -185,3 +185,24 @@ func mustJSON(v any) json.RawMessage {
 	}
 	return b
 }
+
+// BacklogCreates returns n create events for mandator, one lesson each (L-0000000, L-0000001, ...)
+// in 20 groups, about 300 bytes each, with fresh UUIDv7 ids: the backlog of the black-box throughput
+// benchmark, also used by the engine's intake benchmark.
+func BacklogCreates(n int, mandator string) []RawChange {
+	out := make([]RawChange, n)
+	start := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
+	for i := range out {
+		id := uuid.Must(uuid.NewV7()).String()
+		ev := schemas.LessonChange{SpecVersion: schemas.SpecVersion, ID: id, Source: "/bench", Type: schemas.TypeLessonCreated,
+			Data: schemas.LessonData{LessonID: fmt.Sprintf("L-%07d", i), Start: start.Add(time.Duration(i) * time.Hour),
+				End: start.Add(time.Duration(i)*time.Hour + 45*time.Minute), Resource: "Raum 1.01",
+				Group: fmt.Sprintf("course-%02d", i%20)}}
+		body, err := json.Marshal(ev)
+		if err != nil {
+			panic(err) // a struct of strings and times always encodes
+		}
+		out[i] = RawChange{Mandator: mandator, ID: id, Body: body}
+	}
+	return out
+}

@@ -127,3 +127,20 @@ func TestSampleEventsDeterministicMix(t *testing.T) {
 	assert.NotEqual(t, strip(a), strip(c), "other seed, other mix")
 	assert.NotEqual(t, a[0].ID, b[0].ID, "fresh ids on every call")
 }
+
+func TestBacklogCreatesAreValidDistinctCreates(t *testing.T) {
+	evs := publisher.BacklogCreates(200, "bb")
+	require.Len(t, evs, 200)
+	lessons, groups := map[string]bool{}, map[string]bool{}
+	for _, rc := range evs {
+		ev, err := schemas.Decode(rc.Body, rc.Mandator)
+		require.NoError(t, err)
+		assert.Equal(t, "bb", rc.Mandator)
+		assert.Equal(t, rc.ID, ev.ID)
+		assert.Equal(t, schemas.TypeLessonCreated, ev.Type)
+		lessons[ev.Data.LessonID] = true
+		groups[ev.Data.Group] = true
+	}
+	assert.Len(t, lessons, 200, "one lesson each")
+	assert.Len(t, groups, 20)
+}

@@ -37,7 +37,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -244,22 +243,6 @@ func bbWaitHTTP(b *testing.B, url string, p *bbProc) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// bbCreates returns n create events, one lesson each, in 20 groups.
-func bbCreates(n int) []publisher.RawChange {
-	out := make([]publisher.RawChange, n)
-	start := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
-	for i := range out {
-		id := uuid.Must(uuid.NewV7()).String()
-		ev := schemas.LessonChange{SpecVersion: schemas.SpecVersion, ID: id, Source: "/bench", Type: "lesson.created",
-			Data: schemas.LessonData{LessonID: fmt.Sprintf("L-%07d", i), Start: start.Add(time.Duration(i) * time.Hour),
-				End: start.Add(time.Duration(i)*time.Hour + 45*time.Minute), Resource: "Raum 1.01",
-				Group: fmt.Sprintf("course-%02d", i%20)}}
-		body, _ := json.Marshal(ev)
-		out[i] = publisher.RawChange{Mandator: bbMandator, ID: id, Body: body}
-	}
-	return out
 }
 
 // ceiling: raw JetStream consume+ack of the same events on the same server (stream CEILING, its own
@@ -553,7 +536,7 @@ func BenchmarkBlackBoxThroughput(b *testing.B) {
 	bridgeBin, natsBin := bbBinaries(b)
 	for range b.N {
 		s := bbUp(b, bridgeBin, natsBin)
-		changes := bbCreates(n)
+		changes := publisher.BacklogCreates(n, bbMandator)
 		nc0 := s.nats.cpu(b)
 		t0 := time.Now()
 		ceiling := s.ceiling(b, changes)
@@ -621,7 +604,7 @@ func BenchmarkBlackBoxLatency(b *testing.B) {
 	for range b.N {
 		s := bbUp(b, bridgeBin, natsBin)
 		n := rate * secs
-		changes := bbCreates(n)
+		changes := publisher.BacklogCreates(n, bbMandator)
 		oc := s.watchOutcomes(b, n, true)
 		bridge := s.startBridge(b, "--batch-linger", "100ms", "--poll-schedule", "50ms,100ms,200ms")
 		p, err := publisher.New(s.js)
