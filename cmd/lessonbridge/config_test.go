@@ -414,3 +414,20 @@ func TestRunHelpListsIsolate(t *testing.T) {
 	assert.Contains(t, help[i:min(len(help), i+400)], "off: the whole batch fails")
 	assert.Contains(t, help[i:min(len(help), i+400)], "(env LESSONBRIDGE_ISOLATE, default on)")
 }
+
+// TestPprofFlag: --pprof on serves the profiles on --http-addr; off (the default) does not; a bad
+// value or on without an HTTP address is refused with the flag and the value.
+func TestPprofFlag(t *testing.T) {
+	clearRunEnv(t)
+	s, errs := parseRunFlags(t, "--jobmanager-url", "http://jm:8080").settings(fstest.MapFS{})
+	require.Empty(t, errorTexts(errs))
+	assert.False(t, s.Pprof, "off by default")
+	s, errs = parseRunFlags(t, "--jobmanager-url", "http://jm:8080", "--pprof", "on").settings(fstest.MapFS{})
+	require.Empty(t, errorTexts(errs))
+	assert.True(t, s.Pprof)
+	_, errs = parseRunFlags(t, "--jobmanager-url", "http://jm:8080", "--pprof", "yes").settings(fstest.MapFS{})
+	assert.Equal(t, []string{`--pprof (LESSONBRIDGE_PPROF) "yes": must be on or off`}, errorTexts(errs))
+	_, errs = parseRunFlags(t, "--jobmanager-url", "http://jm:8080", "--pprof", "on", "--http-addr", "").settings(fstest.MapFS{})
+	assert.Equal(t, []string{`--pprof (LESSONBRIDGE_PPROF) "on": needs --http-addr (it is served there)`}, errorTexts(errs))
+
+}

@@ -315,3 +315,21 @@ func TestStatusPageInChromium(t *testing.T) {
 	assert.Contains(t, dom, `<td id="nats">connected</td>`)
 	assert.Contains(t, dom, `<td>zh-kanti</td><td>update</td><td>777</td><td>polling</td>`)
 }
+
+// TestPprofEndpoints: /debug/pprof/ is served only with --pprof on.
+func TestPprofEndpoints(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		api, err := newHTTPAPI(nil, nil, func() bool { return true }, nil, "")
+		require.NoError(t, err)
+		api.pprof = on
+		srv := httptest.NewServer(api.Handler())
+		code, body := get(t, srv.URL+"/debug/pprof/goroutine?debug=1")
+		srv.Close()
+		if on {
+			assert.Equal(t, http.StatusOK, code)
+			assert.Contains(t, body, "goroutine profile:")
+		} else {
+			assert.Equal(t, http.StatusNotFound, code)
+		}
+	}
+}
