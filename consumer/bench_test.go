@@ -29,7 +29,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,19 +88,11 @@ func publishAll(b *testing.B, js jetstream.JetStream, changes []publisher.RawCha
 	}
 }
 
-// waitDrained polls the consumer until nothing is pending or unacknowledged.
+// waitDrained waits until the consumer has nothing pending or unacknowledged.
 func waitDrained(b *testing.B, cons jetstream.Consumer, timeout time.Duration) {
 	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ci, err := cons.Info(context.Background())
-		if err == nil && ci.NumAckPending == 0 && ci.NumPending == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("consumer not drained within %v: %+v, %v", timeout, ci, err)
-		}
-		time.Sleep(2 * time.Millisecond) // polling the server, as require.Eventually would
+	if err := natstest.WaitDrained(cons, timeout); err != nil {
+		b.Fatal(err)
 	}
 }
 
@@ -248,32 +239,15 @@ func benchCeiling(b *testing.B, changes []publisher.RawChange) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	want := int64(len(changes))
-	var acked atomic.Int64
-	done := make(chan struct{})
-	start := time.Now()
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		_ = m.Ack()
-		if acked.Add(1) == want {
-			close(done)
-		}
-	}, jetstream.PullMaxMessages(defaults.PullBatch))
+	elapsed, err := natstest.Ceiling(cons, len(changes), defaults.PullBatch, 5*time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Minute):
-		b.Fatalf("ceiling: %d of %d acked", acked.Load(), want)
-	}
-	waitDrained(b, cons, time.Minute)
-	elapsed := time.Since(start)
-	cc.Stop()
 	// The bridge's run that follows gets the machine to itself.
 	nc.Close()
 	pnc.Close()
 	srv.Stop()
-	return float64(want) / elapsed.Seconds()
+	return float64(len(changes)) / elapsed.Seconds()
 }
 
 type bridgeRun struct {

@@ -224,9 +224,9 @@ func TestUnknownLedgerVersionStops(t *testing.T) {
 	assert.Equal(t, seqList{1, 2, 3}, r.Seqs)
 }
 
-// settleOne delivers events of the given lessons, runs their batch to the given terminal status
-// and returns the effect asking for the final acks.
-func (d *coreDriver) settleOne(status jobmanager.ImportStatus, msgs []string, lessons ...string) effect {
+// toOutcome delivers creates of the given lessons and runs their batch (JobManager batch 4711) to
+// the given terminal status, up to its confirmed outcome (ledger revisions 1, 2, 3).
+func (d *coreDriver) toOutcome(status jobmanager.ImportStatus, msgs []string, lessons ...string) {
 	d.t.Helper()
 	for _, l := range lessons {
 		d.deliver(schemas.TypeLessonCreated, l)
@@ -239,6 +239,13 @@ func (d *coreDriver) settleOne(status jobmanager.ImportStatus, msgs []string, le
 	d.answer(d.expect(effPoll), result{status: &jobmanager.BatchStatus{BatchID: "4711", ImportStatus: status, ErrorMessages: msgs}})
 	d.answer(d.expect(effLedgerUpdate), result{rev: 3})
 	d.answer(d.expect(effPublishOutcome), result{})
+}
+
+// settleOne delivers events of the given lessons, runs their batch to the given terminal status
+// and returns the effect asking for the final acks.
+func (d *coreDriver) settleOne(status jobmanager.ImportStatus, msgs []string, lessons ...string) effect {
+	d.t.Helper()
+	d.toOutcome(status, msgs, lessons...)
 	if status == jobmanager.StatusLessonsImportFailed {
 		for range lessons {
 			get := d.expect(effGetBody)
@@ -375,16 +382,7 @@ func TestHeartbeatFollowsTheConsumersAckWait(t *testing.T) {
 // a dead letter without its body; a timeout is asked again.
 func TestGetMsgTimeoutIsRetried(t *testing.T) {
 	d := newCoreDriver(t, nil)
-	d.deliver(schemas.TypeLessonCreated, "L-1")
-	d.advance(d.c.cfg.BatchLinger)
-	d.answer(d.expect(effLedgerCreate), result{rev: 1})
-	d.answer(d.expect(effSubmit), result{status: &jobmanager.BatchStatus{BatchID: "1"}})
-	d.answer(d.expect(effLedgerUpdate), result{rev: 2})
-	d.advance(time.Second)
-	d.answer(d.expect(effPoll), result{status: &jobmanager.BatchStatus{BatchID: "1", ImportStatus: jobmanager.StatusLessonsImportFailed,
-		ErrorMessages: []string{"LektionId L-1: Ressource unbekannt"}}})
-	d.answer(d.expect(effLedgerUpdate), result{rev: 3})
-	d.answer(d.expect(effPublishOutcome), result{})
+	d.toOutcome(jobmanager.StatusLessonsImportFailed, []string{"LektionId L-1: Ressource unbekannt"}, "L-1")
 	d.answer(d.expect(effGetBody), result{kind: errTransient, err: fmt.Errorf("nats: timeout")})
 	d.none(effPublishDeadLetter)
 	d.advance(time.Second)
@@ -393,16 +391,7 @@ func TestGetMsgTimeoutIsRetried(t *testing.T) {
 	assert.Equal(t, []byte(`{"original":true}`), dl.deadLetter.Body)
 
 	d2 := newCoreDriver(t, nil)
-	d2.deliver(schemas.TypeLessonCreated, "L-1")
-	d2.advance(d2.c.cfg.BatchLinger)
-	d2.answer(d2.expect(effLedgerCreate), result{rev: 1})
-	d2.answer(d2.expect(effSubmit), result{status: &jobmanager.BatchStatus{BatchID: "1"}})
-	d2.answer(d2.expect(effLedgerUpdate), result{rev: 2})
-	d2.advance(time.Second)
-	d2.answer(d2.expect(effPoll), result{status: &jobmanager.BatchStatus{BatchID: "1", ImportStatus: jobmanager.StatusLessonsImportFailed,
-		ErrorMessages: []string{"x"}}})
-	d2.answer(d2.expect(effLedgerUpdate), result{rev: 3})
-	d2.answer(d2.expect(effPublishOutcome), result{})
+	d2.toOutcome(jobmanager.StatusLessonsImportFailed, []string{"x"}, "L-1")
 	d2.answer(d2.expect(effGetBody), result{kind: errNotFound, err: fmt.Errorf("message not found")})
 	dl = d2.expect(effPublishDeadLetter)
 	assert.Empty(t, dl.deadLetter.Body)

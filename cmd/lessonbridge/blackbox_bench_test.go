@@ -33,13 +33,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/lessonbridge/lessonbridge/internal/natstest"
 	"github.com/lessonbridge/lessonbridge/publisher"
 	"github.com/lessonbridge/lessonbridge/schemas"
 )
@@ -131,10 +131,13 @@ func bbStartEnv(b *testing.B, name string, env []string, bin string, args ...str
 }
 
 // cpu returns the process's user+system CPU time so far, from /proc (clock ticks of 10 ms).
-func (p *bbProc) cpu(b *testing.B) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+func (p *bbProc) cpu(b *testing.B) time.Duration { return bbProcCPU(b, p.name, p.cmd.Process.Pid) }
+
+// bbProcCPU returns a process's user+system CPU time so far, from /proc (clock ticks of 10 ms).
+func bbProcCPU(b *testing.B, name string, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		b.Fatalf("%s: %v", p.name, err)
+		b.Fatalf("%s: %v", name, err)
 	}
 	// Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
 	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
@@ -165,10 +168,7 @@ func bbMachine(b *testing.B) (busy, total time.Duration) {
 }
 
 // bbSelfCPU is the benchmark process's own CPU time so far (publishing, outcome counting).
-func bbSelfCPU(b *testing.B) time.Duration {
-	p := &bbProc{name: "benchmark", cmd: &exec.Cmd{Process: &os.Process{Pid: os.Getpid()}}}
-	return p.cpu(b)
-}
+func bbSelfCPU(b *testing.B) time.Duration { return bbProcCPU(b, "benchmark", os.Getpid()) }
 
 func (p *bbProc) tail() string {
 	raw, _ := os.ReadFile(p.log.Name())
@@ -267,45 +267,20 @@ func (s *bbSetup) ceiling(b *testing.B, changes []publisher.RawChange) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	want := int64(len(changes))
-	var acked atomic.Int64
-	done := make(chan struct{})
-	start := time.Now()
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		_ = m.Ack()
-		if acked.Add(1) == want {
-			close(done)
-		}
-	}, jetstream.PullMaxMessages(1000))
+	elapsed, err := natstest.Ceiling(cons, len(changes), 1000, 5*time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer cc.Stop()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Minute):
-		b.Fatalf("ceiling: %d of %d acked", acked.Load(), want)
-	}
-	s.waitDrained(b, cons)
-	elapsed := time.Since(start)
 	if err := s.js.DeleteStream(ctx, "CEILING"); err != nil {
 		b.Fatal(err)
 	}
-	return float64(want) / elapsed.Seconds()
+	return float64(len(changes)) / elapsed.Seconds()
 }
 
 func (s *bbSetup) waitDrained(b *testing.B, cons jetstream.Consumer) {
 	b.Helper()
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
-		ci, err := cons.Info(context.Background())
-		if err == nil && ci.NumAckPending == 0 && ci.NumPending == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("consumer not drained: %+v %v", ci, err)
-		}
-		time.Sleep(2 * time.Millisecond)
+	if err := natstest.WaitDrained(cons, 5*time.Minute); err != nil {
+		b.Fatal(err)
 	}
 }
 
