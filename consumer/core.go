@@ -3,7 +3,6 @@ package consumer
 import (
 	"cmp"
 	"container/heap"
-	"fmt"
 	"slices"
 	"time"
 
@@ -322,16 +321,7 @@ func (c *core) start(now time.Time, f facts) {
 	}
 	c.bounded = f.MaxAckPending > 0 && f.MaxAckPending <= c.cfg.MaxHeld+2*c.cfg.PullBatch
 	c.phase = phaseListing
-	c.retry("read ledger", c.log, func() effect { return effect{kind: effLedgerList} }, func(r result) {
-		if r.kind != errNone {
-			c.fail(fmt.Errorf("consumer: read ledger bucket %s: %w", c.cfg.LedgerBucket, r.err))
-			return
-		}
-		recs, revs, err := c.parseRecords(r.records)
-		if err != nil {
-			c.fail(err)
-			return
-		}
+	c.readLedger("read ledger", func(recs []*record, revs []uint64) {
 		n := c.indexRecords(recs, revs)
 		c.m.ledgerRecords.Set(float64(n))
 		c.phase = phaseProbing

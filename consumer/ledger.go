@@ -422,17 +422,11 @@ func (c *core) parkRedelivered(it *item) {
 	c.reload()
 }
 
-// reload reads the ledger again (once at a time) and then routes what waits for it: the limbo,
-// and recovered batches whose record was gone when they resumed.
-func (c *core) reload() {
-	if c.reloading {
-		return
-	}
-	c.reloading = true
-	clear(c.settledKeys)
-	c.retry("reload ledger", c.log, func() effect { return effect{kind: effLedgerList} }, func(r result) {
-		c.reloading = false
-		defer clear(c.settledKeys)
+// readLedger lists every ledger record (retried within the NATS budget) and hands them, parsed and
+// with their revisions, to then; a read that fails past its budget or an unreadable record stops
+// the bridge.
+func (c *core) readLedger(what string, then func(recs []*record, revs []uint64)) {
+	c.retry(what, c.log, func() effect { return effect{kind: effLedgerList} }, func(r result) {
 		if r.kind != errNone {
 			c.fail(fmt.Errorf("consumer: read ledger bucket %s: %w", c.cfg.LedgerBucket, r.err))
 			return
@@ -442,6 +436,21 @@ func (c *core) reload() {
 			c.fail(err)
 			return
 		}
+		then(recs, revs)
+	})
+}
+
+// reload reads the ledger again (once at a time) and then routes what waits for it: the limbo,
+// and recovered batches whose record was gone when they resumed.
+func (c *core) reload() {
+	if c.reloading {
+		return
+	}
+	c.reloading = true
+	clear(c.settledKeys)
+	c.readLedger("reload ledger", func(recs []*record, revs []uint64) {
+		c.reloading = false
+		defer clear(c.settledKeys)
 		orphans := c.reconcile(recs, revs)
 		named := map[uint64]bool{}
 		for _, r := range recs {
