@@ -371,20 +371,12 @@ func (c *core) reconcile(recs []*record, revs []uint64) []*item {
 			// new events again.
 			c.forgetRecovery(rc)
 			rc.bt.log.Info("rebuilt child record's parent is gone; its messages are admitted as new events")
-			for _, s := range rc.rec.Seqs {
-				if it := rc.items[s]; it != nil {
-					orphans = append(orphans, it)
-				}
-			}
+			orphans = append(orphans, rc.back()...)
 			c.released(rc.bt, true)
 		case replaced[k] || (!ok && renamed):
 			c.forgetRecovery(rc)
 			rc.bt.log.Info("recovered record was replaced by a resubmission; its messages go to the new record")
-			for _, s := range rc.rec.Seqs {
-				if it := rc.items[s]; it != nil {
-					orphans = append(orphans, it)
-				}
-			}
+			orphans = append(orphans, rc.back()...)
 			c.released(rc.bt, true)
 		case !ok && len(rc.items) > 0:
 			rc.bt.ledgerRev = 0
@@ -484,11 +476,7 @@ func (c *core) reload() {
 				renamed = renamed || named[q]
 			}
 			if renamed { // resubmitted as new under another record: its messages go there
-				for _, q := range rc.rec.Seqs {
-					if it := rc.items[q]; it != nil {
-						orphans = append(orphans, it)
-					}
-				}
+				orphans = append(orphans, rc.back()...)
 				c.released(rc.bt, true)
 				continue
 			}
@@ -633,6 +621,17 @@ func (c *core) applyAckFloor(floor uint64, cur map[string]*result) {
 	if later {
 		c.after(c.ackWait, c.expireRecovery)
 	}
+}
+
+// back returns the messages of rc that came back, in the record's order.
+func (rc *recovering) back() []*item {
+	var out []*item
+	for _, s := range rc.rec.Seqs {
+		if it := rc.items[s]; it != nil {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 func (c *core) forgetRecovery(rc *recovering) {
