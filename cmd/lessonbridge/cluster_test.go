@@ -120,6 +120,8 @@ func TestConnectNATSClusterURLs(t *testing.T) {
 	require.NotNil(t, victim, "connected to %q", first)
 	victim.Kill()
 	require.Eventually(t, func() bool { return nc.IsConnected() && nc.ConnectedServerName() != first }, 20*time.Second, 10*time.Millisecond)
+	// The reconnect handler runs on the client's callback goroutine, after the state changed.
+	require.Eventually(t, func() bool { return logs.FilterMessage("nats reconnected").Len() > 0 }, 5*time.Second, 10*time.Millisecond)
 	assert.Equal(t, 1, logs.FilterMessage("nats reconnected").Len())
 }
 
