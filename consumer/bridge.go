@@ -237,18 +237,12 @@ func (b *Bridge) onMsg(msg jetstream.Msg) {
 	}
 }
 
-// Pull requests of Consume. A request the server no longer has while the client still counts it
-// (nats-io/nats.go#1622: "Waiting Pulls: 0" with messages unprocessed) stops delivery until the
-// client misses two idle heartbeats and pulls again. With the defaults (30 s expiry, 15 s
-// heartbeat) that stalled the black-box benchmark for 30 s in about one run of seven (BENCHMARKS.md);
-// short requests and a 500 ms heartbeat bound such a stall to about 1 s, for one pull request every
-// 2 s and two heartbeats a second while idle. Only for a single instance (no priority group): see
-// startConsume.
-const (
-	pullExpiry    = 2 * time.Second
-	pullHeartbeat = 500 * time.Millisecond // the least the server takes
-)
-
+// Consume's pull requests keep nats.go's defaults (30 s, idle heartbeat 15 s). nats.go can lose
+// track of a pull request (nats-io/nats.go#1622: the server has no waiting pull while the client
+// still counts one); delivery then stops until two heartbeats are missed and the client pulls again,
+// 30 s (lessonbridge_pull_stalls_total). Shorter pulls (2 s, 500 ms heartbeat) bounded that to 1 s in
+// the black-box benchmark, but with them TestClusterLeaderLoss/consumer/2-instances and TestChaos
+// applied lessons' changes out of order (BENCHMARKS.md), so they are not used.
 func (b *Bridge) startConsume() error {
 	opts := []jetstream.PullConsumeOpt{
 		jetstream.PullMaxMessages(b.cfg.PullBatch),
@@ -262,12 +256,7 @@ func (b *Bridge) startConsume() error {
 		}),
 	}
 	if b.cfg.PriorityGroup != "" {
-		// In a priority group the defaults stay: with short pulls, a consumer leader change moved
-		// the pin between live instances so often that a lesson's changes were applied out of order
-		// (TestClusterLeaderLoss/consumer/2-instances failed 3 of 5 runs, 0 of 5 with the defaults).
 		opts = append(opts, jetstream.PullPriorityGroup(b.cfg.PriorityGroup))
-	} else {
-		opts = append(opts, jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 	}
 	cc, err := b.topo.consumer.Consume(b.onMsg, opts...)
 	if err != nil {
