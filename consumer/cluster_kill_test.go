@@ -188,13 +188,13 @@ func drained(t *testing.T, js jetstream.JetStream) {
 type outcomeWatch struct {
 	mu       sync.Mutex
 	at       []time.Time
-	settled  int
+	settled  map[string]bool // event ids: an outcome stored twice (a publish retried across a leader change) counts once
 	consumed jetstream.ConsumeContext
 }
 
 func watchOutcomes(t *testing.T, js jetstream.JetStream) *outcomeWatch {
 	t.Helper()
-	w := &outcomeWatch{}
+	w := &outcomeWatch{settled: map[string]bool{}}
 	oc, err := js.OrderedConsumer(context.Background(), "LESSON_OUTCOMES", jetstream.OrderedConsumerConfig{})
 	require.NoError(t, err)
 	w.consumed, err = oc.Consume(func(m jetstream.Msg) {
@@ -204,7 +204,9 @@ func watchOutcomes(t *testing.T, js jetstream.JetStream) *outcomeWatch {
 		}
 		w.mu.Lock()
 		w.at = append(w.at, time.Now())
-		w.settled += len(o.Data.EventIDs)
+		for _, id := range o.Data.EventIDs {
+			w.settled[id] = true
+		}
 		w.mu.Unlock()
 	})
 	require.NoError(t, err)
@@ -215,7 +217,7 @@ func watchOutcomes(t *testing.T, js jetstream.JetStream) *outcomeWatch {
 func (w *outcomeWatch) events() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.settled
+	return len(w.settled)
 }
 
 // stallAfter returns the longest time without an outcome between since and the last outcome, and
