@@ -33,7 +33,10 @@ type barrier struct {
 	floor       uint64 // arrivals at or below this stream sequence count as outstanding ones
 	deadline    time.Time
 	lastArrival time.Time
-	gen         int // invalidates the timers of an earlier arming
+	lastCSeq    uint64 // the highest consumer (delivery) sequence seen: a jump arms the barrier
+	cseqKnown   bool   // lastCSeq is set (from the consumer at start)
+	regap       bool   // a jump while armed: ask the consumer again before opening
+	gen         int    // invalidates the timers of an earlier arming
 }
 
 type barrierState int
@@ -56,6 +59,7 @@ func (c *core) probeAtStart() {
 		}
 		br := &c.barrier
 		br.lastArrival = c.now
+		br.lastCSeq, br.cseqKnown = r.info.deliveredC, true
 		if r.info.numAckPending <= 0 {
 			br.state = barrierOpen
 		} else {
@@ -80,14 +84,74 @@ func (c *core) waitFor(outstanding int, floor uint64, mine int) {
 	gen := br.gen
 	br.state, br.outstanding, br.floor = barrierWaiting, outstanding, floor
 	br.deadline = c.now.Add(2*c.ackWait + c.heartbeat)
-	c.at(br.deadline, func() {
-		if br.gen == gen && br.state == barrierWaiting {
-			c.openBarrier("waited AckWait for outstanding messages")
-		}
-	})
-	c.log.Info("messages of another (dead) instance are outstanding; new events wait for them to come back",
+	c.after(c.heartbeat, func() { c.recheckBarrier(gen) })
+	c.log.Info("messages are outstanding elsewhere (another instance, or deliveries lost on the way); new events wait for them",
 		zap.Int("outstanding", outstanding), zap.Int("held", mine), zap.Uint64("upToStreamSeq", floor),
 		zap.Time("until", br.deadline))
+}
+
+// recheckBarrier asks the consumer again, every heartbeat while the barrier waits: the barrier
+// opens as soon as nothing is outstanding elsewhere (the messages came back, or the instance that
+// holds them settled them), and at the latest when the window is over. Messages still outstanding
+// then are held by a live instance (the pin moved while it held them) or are late; the parked
+// events go on. (Handing them back with a Nak instead was tried: two live instances, each parked
+// behind the other's messages, handed theirs back and got them again, window after window, and
+// nothing settled; TestClusterLeaderLoss/ledger/2-instances under load.)
+func (c *core) recheckBarrier(gen int) {
+	br := &c.barrier
+	if br.gen != gen || br.state != barrierWaiting {
+		return
+	}
+	c.do(effect{kind: effConsumerInfo}, func(r result) {
+		if br.gen != gen || br.state != barrierWaiting {
+			return
+		}
+		switch {
+		case r.kind == errNone && r.info.numAckPending-c.heldUpTo(r.info.delivered) <= 0:
+			c.openOrReprobe("nothing outstanding elsewhere")
+			return
+		case !c.now.Before(br.deadline):
+			c.openBarrier("waited AckWait for outstanding messages")
+			return
+		}
+		c.after(c.heartbeat, func() { c.recheckBarrier(gen) })
+	})
+}
+
+// heldUpTo counts the messages held here at or below stream sequence seq whose final ack was not
+// sent yet (an acked one no longer counts as pending at the server, or soon will not).
+func (c *core) heldUpTo(seq uint64) int {
+	n := 0
+	for s, it := range c.bySeq {
+		if s <= seq && !it.acked {
+			n++
+		}
+	}
+	return n
+}
+
+// noteGap arms the barrier when a delivery skipped consumer sequences: the deliveries in between
+// went to another instance (the pin moved away and back) or were lost on the way (a node died with
+// them in transit; they come back after AckWait). Either way they may hold earlier events of the
+// lessons that arrive now.
+func (c *core) noteGap(it *item) {
+	br := &c.barrier
+	last := br.lastCSeq
+	if it.cseq == 0 || !br.cseqKnown {
+		return
+	}
+	br.lastCSeq = max(last, it.cseq)
+	if it.cseq <= last+1 {
+		return
+	}
+	c.m.deliveryGaps.Inc()
+	if br.state != barrierOpen {
+		br.regap = true // the count being waited for may not include the missing ones
+		return
+	}
+	br.state = barrierUnprobed
+	c.log.Info("deliveries skipped (consumer sequence gap); new events wait until the missing ones are back or settled elsewhere",
+		zap.Uint64("lastConsumerSeq", last), zap.Uint64("consumerSeq", it.cseq), zap.Uint64("streamSeq", it.seq))
 }
 
 // rearmBarrier closes an open barrier when messages arrive after the bridge held nothing for longer
@@ -133,14 +197,9 @@ func (c *core) probeOutstanding(gen int, until time.Time) {
 			return
 		}
 		// Held here already and counted by the server: what we hold from below the floor.
-		mine := 0
-		for seq := range c.bySeq {
-			if seq <= r.info.delivered {
-				mine++
-			}
-		}
+		mine := c.heldUpTo(r.info.delivered)
 		if r.info.numAckPending-mine <= 0 {
-			c.openBarrier("")
+			c.openOrReprobe("")
 			return
 		}
 		c.waitFor(r.info.numAckPending-mine, r.info.delivered, mine)
@@ -156,7 +215,7 @@ func (c *core) openBarrier(why string) {
 	if why != "" {
 		c.log.Info("barrier open", zap.String("why", why), zap.Int("released", len(br.parked)))
 	}
-	br.state = barrierOpen
+	br.state, br.regap = barrierOpen, false
 	parked := br.parked
 	br.parked = nil
 	c.m.barrierParked.Set(0)
@@ -183,6 +242,20 @@ func (c *core) countOutstanding(it *item) {
 // that completed them was routed, so that it goes first.
 func (c *core) openIfBack() {
 	if c.barrier.state == barrierWaiting && c.barrier.outstanding <= 0 {
-		c.openBarrier("outstanding messages are back")
+		c.openOrReprobe("outstanding messages are back")
 	}
+}
+
+// openOrReprobe opens the barrier, unless deliveries were skipped since the consumer was last asked:
+// then it asks again (the count it waited for may not include them).
+func (c *core) openOrReprobe(why string) {
+	br := &c.barrier
+	if !br.regap {
+		c.openBarrier(why)
+		return
+	}
+	br.regap = false
+	br.state = barrierProbing
+	br.gen++
+	c.probeOutstanding(br.gen, c.now.Add(2*c.ackWait+c.heartbeat))
 }

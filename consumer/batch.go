@@ -69,6 +69,8 @@ type batch struct {
 	kids      []*batch         // child batches not yet started (settle starts them)
 	followUps []string         // keys of the child batches of its split
 	rebuilt   bool             // recovered from a record rebuilt from its parent's verdict
+	// keepLessons: released while shutting down with its lessons still held (isolate.go)
+	keepLessons bool
 }
 
 // setLogger gives the batch a child logger: every line of a batch carries batchKey, mandator,

@@ -225,7 +225,7 @@ func (b *Bridge) drainIntake() {
 func (b *Bridge) onMsg(msg jetstream.Msg) {
 	raw := rawMsg{reply: msg.Reply(), subject: msg.Subject(), data: msg.Data()}
 	if md, err := msg.Metadata(); err == nil {
-		raw.seq, raw.numDelivered, raw.stored = md.Sequence.Stream, md.NumDelivered, md.Timestamp
+		raw.seq, raw.cseq, raw.numDelivered, raw.stored = md.Sequence.Stream, md.Sequence.Consumer, md.NumDelivered, md.Timestamp
 	}
 	it := decodeItem(&b.cfg, raw)
 	b.inMu.Lock()
@@ -415,7 +415,7 @@ func (b *Bridge) perform(workCtx context.Context, e effect) *result {
 		if err != nil {
 			return &result{kind: errTransient, err: err}
 		}
-		return &result{info: consumerInfo{numAckPending: info.NumAckPending, delivered: info.Delivered.Stream, ackFloor: info.AckFloor.Stream}}
+		return &result{info: consumerInfo{numAckPending: info.NumAckPending, delivered: info.Delivered.Stream, deliveredC: info.Delivered.Consumer, ackFloor: info.AckFloor.Stream}}
 	}
 	return &result{kind: errPermanent, err: fmt.Errorf("consumer: unknown effect %v", e.kind)}
 }

@@ -263,6 +263,7 @@ type rawRecord struct {
 type consumerInfo struct {
 	numAckPending int
 	delivered     uint64 // Delivered.Stream
+	deliveredC    uint64 // Delivered.Consumer: the last delivery's consumer sequence
 	ackFloor      uint64 // AckFloor.Stream
 }
 

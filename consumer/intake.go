@@ -22,12 +22,14 @@ type item struct {
 	reply       string
 	data        []byte // the original body, invalid events only
 	seq         uint64
+	cseq        uint64    // the consumer's delivery sequence of this delivery (0: unknown)
 	stored      time.Time // when the stream stored the message: with seq it identifies the message
 	subject     string
 	mandator    string                // "" when the subject names no valid mandator
 	ev          *schemas.LessonChange // nil when invalid
 	err         error                 // why the event will not be imported
 	redelivered bool                  // delivered before (to us or to an instance that died)
+	acked       bool                  // its final Ack/Term was sent: the server may count it settled already
 	size        int32                 // lessonSize(ev), taken once (beside redelivered: no extra word)
 }
 
@@ -39,6 +41,7 @@ type rawMsg struct {
 	reply, subject string
 	data           []byte
 	seq            uint64
+	cseq           uint64 // the consumer's delivery sequence (one per delivery, redeliveries too)
 	numDelivered   uint64
 	stored         time.Time
 }
@@ -46,7 +49,7 @@ type rawMsg struct {
 // decodeItem decodes and validates a message. It is pure; the runner calls it on the Consume
 // callback's goroutine so that the core does not spend its time decoding.
 func decodeItem(cfg *Config, m rawMsg) *item {
-	it := &item{reply: m.reply, subject: m.subject, seq: m.seq, stored: m.stored, redelivered: m.numDelivered > 1}
+	it := &item{reply: m.reply, subject: m.subject, seq: m.seq, cseq: m.cseq, stored: m.stored, redelivered: m.numDelivered > 1}
 	mand, ok := strings.CutPrefix(it.subject, cfg.ChangesPrefix+".")
 	if err := schemas.ValidMandator(mand); !ok || err != nil {
 		it.err = fmt.Errorf("subject %q names no valid mandator (want %s.<mandator>, mandator [A-Za-z0-9_-]{1,64})", it.subject, cfg.ChangesPrefix)
@@ -72,6 +75,7 @@ func decodeItem(cfg *Config, m rawMsg) *item {
 func (c *core) intake(it *item) {
 	if c.phase == phaseRunning {
 		c.rearmBarrier()
+		c.noteGap(it)
 	}
 	if _, ok := c.bySeq[it.seq]; ok && it.seq != 0 {
 		// A redelivery of a message we hold (a heartbeat came late). The server takes acks by

@@ -108,6 +108,10 @@ func (c *core) isolate(bt *batch, st *jobmanager.BatchStatus) bool {
 		// Shutting down: no new batches now. The record stays "accepted"; at the next start (here
 		// or on another instance) the batch is polled again and isolated then.
 		bt.log.Info("failed batch left for failure isolation at the next start (shutting down)")
+		// Its lessons stay held here until the process ends: the events waiting behind them must
+		// not pass the batch, whose lessons the next start may resubmit (simulation seed 5831:
+		// a waiting update of such a lesson was cut into a new batch while draining).
+		bt.keepLessons = true
 		c.released(bt, false)
 		return true
 	}

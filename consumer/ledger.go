@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -149,13 +150,30 @@ func (c *core) parseRecords(raw []rawRecord) ([]*record, []uint64, error) {
 	for _, r := range recs {
 		have[r.Key] = true
 	}
-	for _, r := range recs[:len(recs):len(recs)] {
+	for _, r := range recs {
 		narrowSplit(r)
+	}
+	// A message named by a record in the ledger is that record's: a missing child one of whose
+	// messages another record names has run (a technical resubmission replaced it, or it split
+	// again) and is not rebuilt (simulation seed 8744: the rebuilt child settled an event that its
+	// replacement had settled already).
+	claimed := map[uint64]bool{}
+	for _, r := range recs {
+		for _, s := range r.Seqs {
+			claimed[s] = true
+		}
+	}
+	for _, r := range recs[:len(recs):len(recs)] {
 		kids, err := rebuildChildren(r, have)
 		if err != nil {
 			return nil, nil, err
 		}
 		for _, k := range kids {
+			if slices.ContainsFunc(k.Seqs, func(s uint64) bool { return claimed[s] }) {
+				c.log.Info("child batch of a failure isolation has run (another record names its messages); not rebuilt",
+					zap.String("batchKey", k.Key), zap.String("parentBatchKey", r.Key))
+				continue
+			}
 			have[k.Key] = true
 			recs = append(recs, k)
 			revs = append(revs, 0)
@@ -299,6 +317,13 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 				bt.lessons = append(bt.lessons, &pendingLesson{key: k})
 				if r.State == stateSettling {
 					continue // never reaches JobManager again: holds no lesson
+				}
+				if st := c.lessons[k]; r.rebuilt && st != nil {
+					// A rebuilt child whose lesson is busy here: most likely the child settled and
+					// removed its record long ago (its parent's record waits for the ack floor) and
+					// newer events of the lesson moved on. It takes the lesson only if its messages
+					// come back (resumeFrom).
+					continue
 				}
 				if st := c.lessons[k]; st != nil && st.inflight != nil {
 					bt.log.Warn("lesson of a recovered record is in flight here already; the record holds it when that batch lets go",
@@ -601,6 +626,15 @@ func (c *core) applyAckFloor(floor uint64, cur map[string]*result) {
 			c.resumeFrom(rc)
 			continue
 		}
+		if waiting > 0 && rc.bt.rebuilt && len(rc.items) == 0 {
+			// A rebuilt child none of whose messages came back within the window: it settled
+			// before (its messages acknowledged above a floor that lags), or another instance
+			// holds them. Holding its lessons would keep newer events of them, and with them the
+			// ack floor, from moving: the lessons go; it takes them again if its messages come.
+			for _, p := range rc.bt.lessons {
+				c.unhold(p.key, rc.bt)
+			}
+		}
 		if waiting > 0 {
 			rc.deadline = c.now.Add(c.ackWait)
 			later = true
@@ -620,6 +654,25 @@ func (c *core) applyAckFloor(floor uint64, cur map[string]*result) {
 	}
 	if later {
 		c.after(c.ackWait, c.expireRecovery)
+	}
+}
+
+// holdRebuilt takes the lessons of a rebuilt child whose messages came back, unless it holds them
+// already (see indexRecords and applyAckFloor): a free lesson at once, a busy one when the batch or
+// entry there lets go (counted as an order risk: newer events of the lesson were admitted first).
+func (c *core) holdRebuilt(bt *batch) {
+	for _, p := range bt.lessons {
+		st := c.lessons[p.key]
+		switch {
+		case st == nil || (st.inflight == nil && st.pending == nil && len(st.waiting) == 0):
+			c.hold(p.key, bt)
+		case st.inflight == bt:
+		default:
+			bt.log.Warn("lesson of a rebuilt child batch is busy here; the child holds it when that lets go",
+				zap.String("lessonId", p.key.lessonID))
+			c.m.orderRisk.Inc()
+			c.missed[p.key] = append(c.missed[p.key], bt)
+		}
 	}
 }
 
@@ -757,6 +810,7 @@ func (c *core) resumeFrom(rc *recovering) {
 	case complete && bt.rebuilt:
 		bt.log.Info("submitting a child batch of a failure isolation rebuilt from its parent's verdict, after creating its record",
 			zap.Int("events", len(bt.items)))
+		c.holdRebuilt(bt)
 		bt.state, bt.ledgerRev = stateRecorded, 0
 		c.record(bt, 0)
 	case complete:

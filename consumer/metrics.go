@@ -9,6 +9,7 @@ type Metrics struct {
 	invalid       *prometheus.CounterVec
 	redelivered   prometheus.Counter
 	pullStalls    prometheus.Counter
+	deliveryGaps  prometheus.Counter
 	batches       *prometheus.CounterVec
 	submitLatency prometheus.Histogram
 	pollLatency   prometheus.Histogram
@@ -57,6 +58,8 @@ func newMetrics() *Metrics {
 			Help: "Redeliveries of messages the bridge still held (a heartbeat came too late)."}),
 		pullStalls: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "pull_stalls_total",
 			Help: "Pull requests the server stopped answering (no idle heartbeat); the bridge pulled again."}),
+		deliveryGaps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "delivery_gaps_total",
+			Help: "Deliveries that skipped consumer sequences (the missing ones went to another instance or were lost on the way); each arms the barrier."}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "batches_total",
 			Help: "Settled batches by outcome status and reason."}, []string{"status", "reason"}),
 		submitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "submit_seconds",
@@ -82,7 +85,7 @@ func newMetrics() *Metrics {
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_paused",
 			Help: "1 while pulling is paused because the hold limit (--max-held) is reached, else 0."}),
 		barrierParked: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "barrier_parked_messages",
-			Help: "Events parked at the start-up barrier until another instance's messages are back (0: barrier open)."}),
+			Help: "Events parked at the barrier until messages outstanding elsewhere (another instance's, or deliveries lost on the way) are back or settled (0: barrier open)."}),
 		authFailing: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "jobmanager_auth_failing",
 			Help: "1 while JobManager's last answer was an authentication failure (401/403 after re-reading the token), else 0."}),
 		breakerOpen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "jobmanager_breaker_open",
@@ -106,7 +109,7 @@ func newMetrics() *Metrics {
 
 // Register registers every collector with r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.pullStalls, m.batches, m.submitLatency,
+	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.pullStalls, m.deliveryGaps, m.batches, m.submitLatency,
 		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits, m.techResubmits,
 		m.paused, m.barrierParked, m.authFailing,
 		m.breakerOpen, m.breakerTrips, m.deadLetterRefused, m.takenOver, m.orderRisk,

@@ -201,6 +201,7 @@ func (c *core) finalAcks(bt *batch, body []byte) {
 		refs := make([]ackRef, 0, len(left))
 		for _, it := range bt.items {
 			if left[it.seq] != nil {
+				it.acked = true
 				refs = append(refs, ackRef{it.reply, it.seq})
 			}
 		}
@@ -388,6 +389,9 @@ func (c *core) released(bt *batch, gone bool) {
 		delete(c.batches, bt.key)
 	}
 	c.m.inFlight.Set(float64(len(c.batches)))
+	if bt.keepLessons {
+		return
+	}
 	for _, p := range bt.lessons {
 		c.unhold(p.key, bt)
 	}

@@ -38,12 +38,13 @@ type simFaults struct {
 	outage                                     float64 // per server tick: a JobManager 401 or connection-refused period begins
 	invalid, bad                               float64 // per published event: invalid event; lesson JobManager refuses (atomic batch failure)
 	technical                                  float64 // per JobManager batch: fails with a technical ErrorMessage (resubmitted as new, TechnicalRetries)
+	lost                                       float64 // per delivery: lost in transit (a node's loss): counted as delivered, never reaches the client
 }
 
 func defaultSimFaults() simFaults {
 	return simFaults{kvTimeoutApplied: 0.03, kvTimeoutLost: 0.03, kvGetFail: 0.02, pubFail: 0.03, getMsgFail: 0.1, purged: 0.05,
 		infoFail: 0.1, signalDrop: 0.05, ackDrop: 0.1, ackReplyLost: 0.05, jm5xx: 0.05, jm429: 0.03, jmLost: 0.03,
-		crash: 0.004, outage: 0.002, invalid: 0.03, bad: 0.03, technical: 0.03}
+		crash: 0.004, outage: 0.002, invalid: 0.03, bad: 0.03, technical: 0.03, lost: 0.01}
 }
 
 type simMsg struct {
@@ -157,6 +158,7 @@ type simWorld struct {
 	settledBy  map[string]string // eventId -> outcome id
 	dls        map[string]publisher.DeadLetter
 	pinned     *simInst
+	cseq       uint64 // the consumer's delivery sequence: one per delivery, to whichever client
 	jm         map[string]*jmBatch
 	jmN        int
 	jmLastDone time.Time
@@ -522,6 +524,7 @@ func (w *simWorld) info() consumerInfo {
 		if m.delivered > 0 {
 			ci.delivered = m.seq
 		}
+		ci.deliveredC = w.cseq
 		if floor && (m.state == msgAcked || m.state == msgTermed) {
 			ci.ackFloor = m.seq
 		} else {
@@ -833,9 +836,14 @@ func (w *simWorld) serverTick() {
 		}
 		m.state, m.redeliver, m.deadline = msgOut, false, w.now.Add(w.cfg.AckWait)
 		m.delivered++
+		w.cseq++
 		n++
+		if w.p(w.f.lost, "deliveryLost") {
+			w.logf("%s#%d delivery of seq %d lost in transit", in.name, in.gen, m.seq)
+			continue
+		}
 		it := decodeItem(&w.cfg, rawMsg{reply: "$JS.ACK." + strconv.FormatUint(m.seq, 10), subject: m.subject, data: m.body,
-			seq: m.seq, numDelivered: m.delivered, stored: m.stored})
+			seq: m.seq, cseq: w.cseq, numDelivered: m.delivered, stored: m.stored})
 		in.c.deliver(w.now, it)
 		if m.delivered > 1 {
 			w.logf("%s#%d redelivery seq %d (%d)", in.name, in.gen, m.seq, m.delivered)
@@ -975,8 +983,35 @@ func (w *simWorld) openSummary() string {
 	s := fmt.Sprintf("%d of %d messages open", open, len(w.msgs))
 	for _, in := range w.insts {
 		if in.alive {
-			s += fmt.Sprintf("; %s#%d holds %d, %d batches (%d recovering, floorProbe %v, phase %d, timers %d, pending %d)", in.name, in.gen, len(in.c.bySeq), len(in.c.batches),
-				len(in.c.recovering), in.c.floorProbe, in.c.phase, len(in.c.timers), len(in.c.pending))
+			var held []uint64
+			for seq := range in.c.bySeq {
+				held = append(held, seq)
+			}
+			slices.Sort(held)
+			for _, seq := range held {
+				where := "?"
+				for k, st := range in.c.lessons {
+					for _, it := range st.all() {
+						if it.seq == seq {
+							where = fmt.Sprintf("gate %s (inflight %v)", k.lessonID, st.inflight != nil)
+						}
+					}
+				}
+				for k, rc := range in.c.recovering {
+					if rc.items[seq] != nil {
+						where = "recovering " + k
+					}
+					for _, e := range rc.rec.Seqs {
+						if e == seq {
+							where += " named by " + k
+						}
+					}
+				}
+				s += fmt.Sprintf(" [%d: %s]", seq, where)
+			}
+			s += fmt.Sprintf("; %s#%d holds %d %v, %d batches (%d recovering, floorProbe %v, phase %d, timers %d, pending %d, barrier %d with %d parked, limbo %d)",
+				in.name, in.gen, len(in.c.bySeq), held, len(in.c.batches), len(in.c.recovering), in.c.floorProbe, in.c.phase, len(in.c.timers),
+				len(in.c.pending), in.c.barrier.state, len(in.c.barrier.parked), len(in.c.limbo))
 		}
 	}
 	return s

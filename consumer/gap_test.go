@@ -1,0 +1,121 @@
+package consumer
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lessonbridge/lessonbridge/schemas"
+)
+
+// deliverC hands the core a valid event with its consumer (delivery) sequence.
+func (d *coreDriver) deliverC(typ, lesson string, seq, cseq, delivered uint64) *item {
+	d.t.Helper()
+	body, err := json.Marshal(event(typ, lesson, ""))
+	require.NoError(d.t, err)
+	it := decodeItem(&d.c.cfg, rawMsg{reply: fmt.Sprintf("$JS.ACK.%d", seq), subject: "lessons.changes.m1", data: body,
+		seq: seq, cseq: cseq, numDelivered: delivered, stored: d.now})
+	require.NoError(d.t, it.err)
+	d.c.deliver(d.now, it)
+	d.collect()
+	return it
+}
+
+// recordedSeqs returns the stream sequences named by the ledger records created so far (and
+// answers each create), in order.
+func (d *coreDriver) recordedSeqs() []uint64 {
+	d.t.Helper()
+	d.collect()
+	var seqs []uint64
+	var rest []effect
+	var creates []effect
+	for _, e := range d.effs {
+		if e.kind == effLedgerCreate {
+			creates = append(creates, e)
+			continue
+		}
+		rest = append(rest, e)
+	}
+	d.effs = rest
+	for _, e := range creates {
+		r, err := parseRecord(e.key, e.value)
+		require.NoError(d.t, err)
+		seqs = append(seqs, r.Seqs...)
+		d.answer(e, result{rev: 1})
+	}
+	return seqs
+}
+
+// TestDeliveryGapHoldsLaterEvents: a node dies with a delivery on its way to the bridge (the
+// create of L-2, seq 2); the server counts it delivered and sends it again only after AckWait, but
+// the bridge reconnects at once and gets the update of L-2 (seq 3) first. Seen in
+// TestClusterLeaderLoss/ledger/2-instances: the update reached JobManager before the create came
+// back. The skipped consumer sequence arms the barrier: the update waits until the create is back,
+// and goes after it.
+func TestDeliveryGapHoldsLaterEvents(t *testing.T) {
+	d := newCoreDriver(t, nil)
+	d.deliverC(schemas.TypeLessonCreated, "L-1", 1, 1, 1)
+	// seq 2 (create L-2) was delivered as consumer sequence 2 and lost on the way.
+	d.deliverC(schemas.TypeLessonUpdated, "L-2", 3, 3, 1)
+	assert.NotEqual(t, barrierOpen, d.c.barrier.state, "a skipped delivery arms the barrier")
+	info := d.expect(effConsumerInfo)
+	d.answer(info, result{info: consumerInfo{numAckPending: 3, delivered: 3, deliveredC: 3}})
+	assert.Equal(t, barrierWaiting, d.c.barrier.state, "one message (seq 2) is outstanding")
+
+	d.advance(d.c.cfg.BatchLinger)
+	assert.Equal(t, []uint64{1}, d.recordedSeqs(), "the update of L-2 waits at the barrier")
+
+	// AckWait later the server sends seq 2 again (consumer sequence 4).
+	d.advance(d.c.ackWait)
+	d.deliverC(schemas.TypeLessonCreated, "L-2", 2, 4, 2)
+	assert.Equal(t, barrierOpen, d.c.barrier.state, "the outstanding message is back")
+	d.answer(d.expect(effLedgerList), result{}) // an unknown redelivery: the ledger is read first
+	d.advance(d.c.cfg.BatchLinger)
+	assert.Equal(t, []uint64{2}, d.recordedSeqs(), "the create goes first; the update waits behind it")
+}
+
+// TestBarrierRechecksAndEndsWithTheWindow: while the barrier waits it asks the consumer again every
+// heartbeat and opens as soon as nothing is outstanding elsewhere (here the other instance settled
+// the message it held), without waiting for the whole window; and when messages stay outstanding
+// it opens when the window is over (they are held by a live instance, or late), never later.
+func TestBarrierRechecksAndEndsWithTheWindow(t *testing.T) {
+	elsewhere := result{info: consumerInfo{numAckPending: 3, delivered: 3, deliveredC: 3}}
+	gapped := func() *coreDriver {
+		d := newCoreDriver(t, nil)
+		d.deliverC(schemas.TypeLessonCreated, "L-1", 1, 1, 1)
+		d.deliverC(schemas.TypeLessonUpdated, "L-2", 3, 3, 1) // consumer sequence 2 went elsewhere
+		d.answer(d.expect(effConsumerInfo), elsewhere)
+		require.Equal(t, barrierWaiting, d.c.barrier.state)
+		return d
+	}
+
+	d := gapped()
+	d.advance(d.c.heartbeat)
+	d.answer(d.expect(effConsumerInfo), elsewhere)
+	assert.Equal(t, barrierWaiting, d.c.barrier.state)
+	d.advance(d.c.heartbeat)
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{numAckPending: 2, delivered: 3, deliveredC: 3}})
+	assert.Equal(t, barrierOpen, d.c.barrier.state, "opened at the second re-check, long before the window's end")
+	d.advance(d.c.cfg.BatchLinger)
+	assert.ElementsMatch(t, []uint64{1, 3}, d.recordedSeqs())
+
+	e := gapped()
+	window := 2*e.c.ackWait + e.c.heartbeat
+	waited := time.Duration(0)
+	for e.c.barrier.state == barrierWaiting {
+		require.Less(t, waited, window+e.c.heartbeat, "the window ends")
+		e.advance(e.c.heartbeat)
+		waited += e.c.heartbeat
+		e.answer(e.expect(effConsumerInfo), elsewhere)
+		if waited < window {
+			require.Equal(t, barrierWaiting, e.c.barrier.state, "still outstanding after %v", waited)
+		}
+	}
+	assert.Equal(t, barrierOpen, e.c.barrier.state)
+	e.advance(e.c.cfg.BatchLinger)
+	assert.ElementsMatch(t, []uint64{1, 3}, e.recordedSeqs())
+}
