@@ -111,7 +111,7 @@ func (c *core) recheckBarrier(gen int) {
 			c.openOrReprobe("nothing outstanding elsewhere")
 			return
 		case !c.now.Before(br.deadline):
-			c.openBarrier("waited AckWait for outstanding messages")
+			c.openThroughLedger()
 			return
 		}
 		c.after(c.heartbeat, func() { c.recheckBarrier(gen) })
@@ -204,6 +204,26 @@ func (c *core) probeOutstanding(gen int, until time.Time) {
 		}
 		c.waitFor(r.info.numAckPending-mine, r.info.delivered, mine)
 	})
+}
+
+// openThroughLedger opens the barrier when its window is over with messages still outstanding
+// elsewhere: held by a live instance (the pin moved while it held them) or late. The parked events
+// go through a ledger read first, as unknown redeliveries do: the other instance's open batches
+// are indexed and keep their lessons, so that newer events of them wait behind those batches.
+func (c *core) openThroughLedger() {
+	br := &c.barrier
+	c.log.Info("barrier open", zap.String("why", "waited the window; messages still outstanding elsewhere, the ledger is read first"),
+		zap.Int("released", len(br.parked)))
+	br.state, br.regap = barrierOpen, false
+	parked := br.parked
+	br.parked = nil
+	c.m.barrierParked.Set(0)
+	if len(parked) == 0 {
+		return
+	}
+	slices.SortFunc(parked, func(x, y *item) int { return cmp.Compare(x.seq, y.seq) })
+	c.limbo = append(c.limbo, parked...)
+	c.reload()
 }
 
 // openBarrier admits the parked events in stream order (publish order).

@@ -217,9 +217,17 @@ func (b *Bridge) drainIntake() {
 	b.inMu.Unlock()
 	now := b.now() // one instant for what arrived together: a linger does not cut it apart
 	for _, it := range q {
+		if it == pinLostMark {
+			b.core.lostPin(now)
+			continue
+		}
 		b.core.deliver(now, it)
 	}
 }
+
+// pinLostMark in the intake queue says that the server moved the pin away (a pull answered "pin ID
+// mismatch"), in order with the messages that arrived before.
+var pinLostMark = &item{}
 
 // onMsg is the Consume callback: decode and hand over, never block.
 func (b *Bridge) onMsg(msg jetstream.Msg) {
@@ -250,6 +258,16 @@ func (b *Bridge) startConsume() error {
 			if errors.Is(err, jetstream.ErrNoHeartbeat) {
 				b.metrics.pullStalls.Inc()
 				b.log.Info("no heartbeat from the server for the pull request; pulling again", zap.Error(err))
+				return
+			}
+			if errors.Is(err, jetstream.ErrPinIDMismatch) {
+				b.inMu.Lock()
+				b.inQ = append(b.inQ, pinLostMark)
+				b.inMu.Unlock()
+				select {
+				case b.inSig <- struct{}{}:
+				default:
+				}
 				return
 			}
 			b.log.Debug("consume", zap.Error(err))

@@ -343,6 +343,50 @@ func (c *core) deliver(now time.Time, it *item) {
 	c.pump()
 }
 
+// lostPin says the server moved the pin of the priority group to another instance (a pull was
+// answered "pin ID mismatch").
+//
+// The new pinned instance gets the events that arrive from now on, newer ones of the lessons this
+// one holds among them. What this one holds and has not recorded in a batch (pending in a group,
+// waiting behind a batch, parked at the barrier, waiting for a ledger read) goes back at once
+// (Nak): the server redelivers it to the pinned instance, in stream order, where its barrier counts
+// it back. Batches already recorded go on here; the pinned instance sees their records in the
+// ledger and keeps their lessons until they settle (barrier, indexRecords).
+func (c *core) lostPin(now time.Time) {
+	c.setNow(now)
+	c.fire()
+	if c.phase != phaseRunning {
+		c.pump()
+		return
+	}
+	var back []*item
+	back = append(back, c.barrier.parked...)
+	back = append(back, c.limbo...)
+	c.barrier.parked, c.limbo = nil, nil
+	c.m.barrierParked.Set(0)
+	for k, st := range c.lessons {
+		back = append(back, st.all()...)
+		st.pending, st.waiting = nil, nil
+		if st.inflight == nil {
+			delete(c.lessons, k)
+		}
+	}
+	c.groups = map[groupKey]*group{}
+	slices.SortFunc(back, func(a, b *item) int { return cmp.Compare(a.seq, b.seq) })
+	for _, it := range back {
+		delete(c.bySeq, it.seq)
+	}
+	c.signal(ackNak, back...)
+	c.m.pinLost.Inc()
+	// Armed again: should the pin come back, the first arrival asks what is outstanding elsewhere.
+	br := &c.barrier
+	br.gen++
+	br.state, br.regap = barrierUnprobed, false
+	c.log.Info("the pin moved to another instance; events not yet in a batch handed back to it (Nak)",
+		zap.Int("handedBack", len(back)), zap.Int("batchesInFlight", len(c.batches)))
+	c.pump()
+}
+
 // complete feeds an effect's result back.
 func (c *core) complete(now time.Time, r result) {
 	c.setNow(now)

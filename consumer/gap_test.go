@@ -3,6 +3,8 @@ package consumer
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -81,7 +83,8 @@ func TestDeliveryGapHoldsLaterEvents(t *testing.T) {
 // TestBarrierRechecksAndEndsWithTheWindow: while the barrier waits it asks the consumer again every
 // heartbeat and opens as soon as nothing is outstanding elsewhere (here the other instance settled
 // the message it held), without waiting for the whole window; and when messages stay outstanding
-// it opens when the window is over (they are held by a live instance, or late), never later.
+// it opens when the window is over (they are held by a live instance, or late), never later, after
+// a ledger read (TestBarrierWindowEndReadsTheLedger).
 func TestBarrierRechecksAndEndsWithTheWindow(t *testing.T) {
 	elsewhere := result{info: consumerInfo{numAckPending: 3, delivered: 3, deliveredC: 3}}
 	gapped := func() *coreDriver {
@@ -116,6 +119,70 @@ func TestBarrierRechecksAndEndsWithTheWindow(t *testing.T) {
 		}
 	}
 	assert.Equal(t, barrierOpen, e.c.barrier.state)
+	e.answer(e.expect(effLedgerList), result{}) // the parked events go through a ledger read first
 	e.advance(e.c.cfg.BatchLinger)
 	assert.ElementsMatch(t, []uint64{1, 3}, e.recordedSeqs())
+}
+
+// TestLostPinHandsBackWhatIsNotInABatch: when the server moves the pin to another instance, that
+// instance gets the newer events of the lessons held here. What is held here outside a batch (a
+// pending create of L-1, an update of L-2 waiting behind L-2's batch) goes back at once (Nak), in
+// stream order, so that the pinned instance gets it before anything newer of those lessons; the
+// recorded batch goes on here. Without this the simulation's pin moves (seeds 2, 10, 20, ...)
+// imported lessons out of order and ran two batches of a lesson at once.
+func TestLostPinHandsBackWhatIsNotInABatch(t *testing.T) {
+	d := newCoreDriver(t, nil)
+	d.deliverC(schemas.TypeLessonCreated, "L-2", 1, 1, 1)
+	d.advance(d.c.cfg.BatchLinger)
+	require.Equal(t, []uint64{1}, d.recordedSeqs())
+	d.deliverC(schemas.TypeLessonUpdated, "L-2", 2, 2, 1) // waits behind L-2's batch
+	d.deliverC(schemas.TypeLessonCreated, "L-1", 3, 3, 1) // pending in its group
+	d.effs = nil
+
+	d.c.lostPin(d.now)
+	d.collect()
+	var naked []uint64
+	for _, e := range d.effs {
+		if e.kind == effSignal && string(e.body) == string(ackNak) {
+			for _, a := range e.acks {
+				naked = append(naked, a.seq)
+			}
+		}
+	}
+	assert.Equal(t, []uint64{2, 3}, naked, "handed back in stream order")
+	assert.Equal(t, []uint64{1}, slices.Sorted(maps.Keys(d.c.bySeq)), "the recorded batch stays")
+	assert.Equal(t, barrierUnprobed, d.c.barrier.state, "armed again should the pin come back")
+	d.advance(d.c.cfg.BatchLinger)
+	assert.Empty(t, d.recordedSeqs(), "nothing of what went back is cut into a batch here")
+	assert.Equal(t, 1.0, metricValue(t, d.c.m.pinLost))
+}
+
+// TestBarrierWindowEndReadsTheLedger: when the window is over with messages still outstanding
+// elsewhere (here held by a live instance whose batch of L-2 is in the ledger), the parked events go
+// through a ledger read: the other instance's open batch keeps L-2, and the parked update of L-2
+// waits behind it instead of being submitted beside it.
+func TestBarrierWindowEndReadsTheLedger(t *testing.T) {
+	other := &record{Version: recordVersion, Key: "b-other", Mandator: "m1", Action: schemas.ActionCreate, State: stateAccepted,
+		BatchID: "4711", Jobs: []recordJob{{JobID: "lb-20260101-x", Seqs: seqList{2}, Lessons: []string{"L-2"}}}, Seqs: seqList{2}}
+	v, err := json.Marshal(other)
+	require.NoError(t, err)
+
+	d := newCoreDriver(t, nil)
+	d.deliverC(schemas.TypeLessonCreated, "L-1", 1, 1, 1)
+	d.deliverC(schemas.TypeLessonUpdated, "L-2", 3, 3, 1) // consumer sequence 2 (the create of L-2) went elsewhere
+	elsewhere := result{info: consumerInfo{numAckPending: 3, delivered: 3, deliveredC: 3}}
+	d.answer(d.expect(effConsumerInfo), elsewhere)
+	for d.c.barrier.state == barrierWaiting {
+		d.advance(d.c.heartbeat)
+		d.answer(d.expect(effConsumerInfo), elsewhere)
+	}
+	d.answer(d.expect(effLedgerList), result{records: []rawRecord{{key: "b-other", rev: 7, value: v}}})
+	d.advance(d.c.cfg.BatchLinger)
+	assert.Equal(t, []uint64{1}, d.recordedSeqs(), "the update of L-2 waits behind the other instance's batch")
+	st := d.c.lessons[lessonKey{"m1", "L-2"}]
+	require.NotNil(t, st)
+	require.NotNil(t, st.inflight)
+	assert.Equal(t, "b-other", st.inflight.key)
+	require.Len(t, st.waiting, 1)
+	assert.Equal(t, uint64(3), st.waiting[0].seq)
 }

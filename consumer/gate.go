@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/lessonbridge/lessonbridge/jobmanager"
@@ -144,6 +145,27 @@ func (c *core) release(k lessonKey) {
 	if st.pending == nil && st.inflight == nil && len(st.waiting) == 0 {
 		delete(c.lessons, k)
 	}
+}
+
+// unpend takes the lesson's pending entry out of its group and puts its events back in front of
+// the ones waiting: a batch found in the ledger (another instance's, older) takes the lesson first.
+func (c *core) unpend(st *lessonState) {
+	p := st.pending
+	if p == nil {
+		return
+	}
+	gk := groupKey{p.key.mandator, p.eff.ev.Action()}
+	if g := c.groups[gk]; g != nil {
+		if i := slices.Index(g.lessons, p); i >= 0 {
+			g.lessons = slices.Delete(g.lessons, i, i+1)
+			g.bytes -= p.size
+		}
+		if len(g.lessons) == 0 {
+			delete(c.groups, gk)
+		}
+	}
+	st.waiting = append(slices.Clone(p.items), st.waiting...)
+	st.pending = nil
 }
 
 // hold puts bt in flight for lesson k. Finding 4: the gate invariant — never two batches of one

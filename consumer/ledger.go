@@ -325,6 +325,13 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 					// come back (resumeFrom).
 					continue
 				}
+				if st := c.lessons[k]; st != nil && st.inflight == nil && st.pending != nil {
+					// Newer events of the lesson are pending here (admitted while the other
+					// instance's batch was not in the ledger we read): they wait behind it.
+					bt.log.Info("lesson of a recovered record is pending here; its events wait behind the record",
+						zap.String("lessonId", l))
+					c.unpend(st)
+				}
 				if st := c.lessons[k]; st != nil && st.inflight != nil {
 					bt.log.Warn("lesson of a recovered record is in flight here already; the record holds it when that batch lets go",
 						zap.String("lessonId", l), zap.String("inFlightBatchKey", st.inflight.key))
@@ -366,8 +373,11 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 // gone was settled by its owner (its lessons are free, what came back of it is settled without a
 // record: the outcome is de-duplicated by its id); one that changed is acted on as it is now.
 // A record that a fresh one replaces (a resubmission as new) is void: its placeholder goes and
-// the messages that came back to it are returned, to attach to the replacing record.
-func (c *core) reconcile(recs []*record, revs []uint64) []*item {
+// the messages that came back to it are returned, to attach to the replacing record. The batches of
+// records that are gone are returned too, to be let go after the fresh records are indexed: a
+// record that replaced one (a technical resubmission by its live owner, under a new key) takes
+// its lessons over without a moment in which they are free (simulation seed 70).
+func (c *core) reconcile(recs []*record, revs []uint64) (orphans []*item, letGo []*batch) {
 	now := map[string]int{}
 	replaced := map[string]bool{}
 	for i, r := range recs {
@@ -382,7 +392,6 @@ func (c *core) reconcile(recs []*record, revs []uint64) []*item {
 			named[q] = true
 		}
 	}
-	var orphans []*item
 	for _, k := range sortedKeys(c.recovering) {
 		rc := c.recovering[k]
 		i, ok := now[k]
@@ -397,25 +406,25 @@ func (c *core) reconcile(recs []*record, revs []uint64) []*item {
 			c.forgetRecovery(rc)
 			rc.bt.log.Info("rebuilt child record's parent is gone; its messages are admitted as new events")
 			orphans = append(orphans, rc.back()...)
-			c.released(rc.bt, true)
+			letGo = append(letGo, rc.bt)
 		case replaced[k] || (!ok && renamed):
 			c.forgetRecovery(rc)
 			rc.bt.log.Info("recovered record was replaced by a resubmission; its messages go to the new record")
 			orphans = append(orphans, rc.back()...)
-			c.released(rc.bt, true)
+			letGo = append(letGo, rc.bt)
 		case !ok && len(rc.items) > 0:
 			rc.bt.ledgerRev = 0
 			c.forgetRecovery(rc)
 			c.resumeFrom(rc)
 		case !ok:
 			c.forgetRecovery(rc)
-			rc.bt.log.Info("recovered record is gone from the ledger (settled by its owner)")
-			c.released(rc.bt, true)
+			rc.bt.log.Info("recovered record is gone from the ledger (settled by its owner, or replaced)")
+			letGo = append(letGo, rc.bt)
 		case revs[i] != rc.rev:
 			orphans = append(orphans, c.refresh(rc, recs[i], revs[i])...)
 		}
 	}
-	return orphans
+	return orphans, letGo
 }
 
 // attachRecovered takes a message that belongs to a recovered record; when the record's messages are
@@ -468,7 +477,7 @@ func (c *core) reload() {
 	c.readLedger("reload ledger", func(recs []*record, revs []uint64) {
 		c.reloading = false
 		defer clear(c.settledKeys)
-		orphans := c.reconcile(recs, revs)
+		orphans, letGo := c.reconcile(recs, revs)
 		named := map[uint64]bool{}
 		for _, r := range recs {
 			for _, q := range r.Seqs {
@@ -510,6 +519,9 @@ func (c *core) reload() {
 		}
 		if n := c.indexRecords(recs, revs); n > 0 {
 			c.log.Warn("taking over open batches of another instance", zap.Int("batches", n))
+		}
+		for _, bt := range letGo {
+			c.released(bt, true)
 		}
 		parked := append(orphans, c.limbo...)
 		c.limbo = nil
@@ -580,7 +592,12 @@ func (c *core) postponeRecovery() {
 // applyAckFloor finishes the due records whose missing messages are all at or below floor, and
 // forgets those that are gone from the ledger.
 func (c *core) applyAckFloor(floor uint64, cur map[string]*result) {
-	later := false
+	later, reread := false, false
+	defer func() {
+		if reread {
+			c.reload()
+		}
+	}()
 	for _, k := range sortedKeys(c.recovering) {
 		rc := c.recovering[k]
 		if c.now.Before(rc.deadline) {
@@ -604,9 +621,10 @@ func (c *core) applyAckFloor(floor uint64, cur map[string]*result) {
 				c.resume(rc)
 				continue
 			}
-			c.forgetRecovery(rc)
-			rc.bt.log.Info("recovered record is gone from the ledger (settled by its owner)")
-			c.released(rc.bt, true)
+			// Settled by its owner, or replaced by a resubmission under another key: only the whole
+			// ledger tells, and the replacement must take its lessons over (reconcile).
+			reread, later = true, true
+			rc.deadline = c.now.Add(c.ackWait)
 			continue
 		}
 		waiting := 0
@@ -663,8 +681,11 @@ func (c *core) applyAckFloor(floor uint64, cur map[string]*result) {
 func (c *core) holdRebuilt(bt *batch) {
 	for _, p := range bt.lessons {
 		st := c.lessons[p.key]
+		if st != nil && st.inflight == nil {
+			c.unpend(st) // newer events pending here wait behind the child
+		}
 		switch {
-		case st == nil || (st.inflight == nil && st.pending == nil && len(st.waiting) == 0):
+		case st == nil || st.inflight == nil:
 			c.hold(p.key, bt)
 		case st.inflight == bt:
 		default:
@@ -749,7 +770,17 @@ func (c *core) refresh(rc *recovering, cur *record, rev uint64) (stray []*item) 
 	}
 	bt.setLogger(c.log)
 	if cur.State == stateSettling {
+		var resubmitted []string
+		if cur.Verdict != nil && cur.Verdict.Split != nil {
+			resubmitted = cur.Verdict.Split.ResubmittedLessonIDs
+		}
 		for _, p := range bt.lessons {
+			if slices.Contains(resubmitted, p.key.lessonID) {
+				// Its split resubmits the lesson in a child batch, which may not be in the ledger
+				// we read: it stays held until the record goes, then passes to the child
+				// (simulation seed 2444: a newer event of it was submitted beside the child).
+				continue
+			}
 			c.unhold(p.key, bt) // a settling batch never reaches JobManager again
 		}
 	}

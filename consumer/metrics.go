@@ -10,6 +10,7 @@ type Metrics struct {
 	redelivered   prometheus.Counter
 	pullStalls    prometheus.Counter
 	deliveryGaps  prometheus.Counter
+	pinLost       prometheus.Counter
 	batches       *prometheus.CounterVec
 	submitLatency prometheus.Histogram
 	pollLatency   prometheus.Histogram
@@ -60,6 +61,8 @@ func newMetrics() *Metrics {
 			Help: "Pull requests the server stopped answering (no idle heartbeat); the bridge pulled again."}),
 		deliveryGaps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "delivery_gaps_total",
 			Help: "Deliveries that skipped consumer sequences (the missing ones went to another instance or were lost on the way); each arms the barrier."}),
+		pinLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "pin_lost_total",
+			Help: "Times the server moved the priority group's pin away from this instance; what it held outside batches went back (Nak)."}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "batches_total",
 			Help: "Settled batches by outcome status and reason."}, []string{"status", "reason"}),
 		submitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "submit_seconds",
@@ -109,7 +112,7 @@ func newMetrics() *Metrics {
 
 // Register registers every collector with r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.pullStalls, m.deliveryGaps, m.batches, m.submitLatency,
+	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.pullStalls, m.deliveryGaps, m.pinLost, m.batches, m.submitLatency,
 		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits, m.techResubmits,
 		m.paused, m.barrierParked, m.authFailing,
 		m.breakerOpen, m.breakerTrips, m.deadLetterRefused, m.takenOver, m.orderRisk,

@@ -38,13 +38,14 @@ type simFaults struct {
 	outage                                     float64 // per server tick: a JobManager 401 or connection-refused period begins
 	invalid, bad                               float64 // per published event: invalid event; lesson JobManager refuses (atomic batch failure)
 	technical                                  float64 // per JobManager batch: fails with a technical ErrorMessage (resubmitted as new, TechnicalRetries)
-	lost                                       float64 // per delivery: lost in transit (a node's loss): counted as delivered, never reaches the client
+	lost                                       float64 // per delivery round: lost in transit (a node dies, a connection drops): counted as delivered, never reaches the client
+	pinMove                                    float64 // per server tick: the server moves the pin away from a live instance (a pull silent for PinnedTTL, an unpin)
 }
 
 func defaultSimFaults() simFaults {
 	return simFaults{kvTimeoutApplied: 0.03, kvTimeoutLost: 0.03, kvGetFail: 0.02, pubFail: 0.03, getMsgFail: 0.1, purged: 0.05,
 		infoFail: 0.1, signalDrop: 0.05, ackDrop: 0.1, ackReplyLost: 0.05, jm5xx: 0.05, jm429: 0.03, jmLost: 0.03,
-		crash: 0.004, outage: 0.002, invalid: 0.03, bad: 0.03, technical: 0.03, lost: 0.01}
+		crash: 0.004, outage: 0.002, invalid: 0.03, bad: 0.03, technical: 0.03, lost: 0.005, pinMove: 0.002}
 }
 
 type simMsg struct {
@@ -641,7 +642,11 @@ func (w *simWorld) submit(in *simInst, e effect) {
 		}
 	}
 	w.jm[b.id] = b
-	w.logf("%s#%d submit %s -> JobManager batch %s (%d lessons, dups %v)", in.name, in.gen, e.key, b.id, len(b.lessons), b.dups)
+	var seqs []uint64
+	for _, l := range b.lessons {
+		seqs = append(seqs, l.seq)
+	}
+	w.logf("%s#%d submit %s -> JobManager batch %s (%d lessons %v, dups %v)", in.name, in.gen, e.key, b.id, len(b.lessons), seqs, b.dups)
 	w.schedule(b.doneAt.Sub(w.now), func() { w.finishJM(b) })
 	if w.p(w.f.jmLost, "jmLostResponse") {
 		b.lost = true
@@ -793,16 +798,19 @@ func (w *simWorld) serverTick() {
 			in.lastReq = w.now
 		}
 	}
-	if w.pinned == nil || w.now.Sub(w.pinned.lastReq) > w.cfg.PinnedTTL {
+	moved := w.pinned != nil && w.pinned.alive && w.p(w.f.pinMove, "pinMoved")
+	if w.pinned == nil || moved || w.now.Sub(w.pinned.lastReq) > w.cfg.PinnedTTL {
 		var cands []*simInst
 		for _, in := range w.insts {
-			if in.alive && in.pulling {
+			if in.alive && in.pulling && (!moved || in != w.pinned) {
 				cands = append(cands, in)
 			}
 		}
 		if len(cands) > 0 {
+			old := w.pinned
 			w.pinned = cands[w.rnd.IntN(len(cands))]
 			w.logf("%s#%d pinned", w.pinned.name, w.pinned.gen)
+			w.unpin(old)
 		}
 	}
 	for _, m := range w.msgs {
@@ -827,6 +835,7 @@ func (w *simWorld) serverTick() {
 			out = append(out, m)
 		}
 	}
+	lost := len(out) > 0 && w.p(w.f.lost, "deliveriesLost")
 	for _, m := range out {
 		if n >= w.cfg.PullBatch || (m.state == msgNew && pending >= w.cfg.MaxHeld+2*w.cfg.PullBatch) {
 			break
@@ -838,7 +847,7 @@ func (w *simWorld) serverTick() {
 		m.delivered++
 		w.cseq++
 		n++
-		if w.p(w.f.lost, "deliveryLost") {
+		if lost {
 			w.logf("%s#%d delivery of seq %d lost in transit", in.name, in.gen, m.seq)
 			continue
 		}
@@ -850,6 +859,26 @@ func (w *simWorld) serverTick() {
 		}
 	}
 	w.handle(in)
+}
+
+// unpin tells an instance that lost the pin, as the server does: its waiting pull is answered
+// "pin ID mismatch", after a network latency, or late (a connection down: the client learns it
+// when it pulls again after reconnecting, up to an AckWait later).
+func (w *simWorld) unpin(old *simInst) {
+	if old == nil || old == w.pinned || !old.alive || !old.pulling {
+		return
+	}
+	d := w.latency()
+	if w.p(0.1, "pinLossLate") {
+		d = time.Duration(w.rnd.Int64N(int64(w.cfg.AckWait)))
+	}
+	gen := old.gen
+	w.schedule(d, func() {
+		if old.alive && old.gen == gen && w.pinned != old {
+			old.c.lostPin(w.now)
+			w.handle(old)
+		}
+	})
 }
 
 // publishOne appends one lesson-change event (sometimes an invalid one) to the input stream.
