@@ -8,24 +8,29 @@ import (
 	"go.uber.org/zap"
 )
 
-// barrier keeps per-lesson order across crashes and takeovers. Messages that an instance held when
-// it died (pending in a group, or waiting behind a batch, with no ledger record) come back only after
-// AckWait, in no particular order, while new messages arrive at once: a new update must not overtake
-// the create that died with the old instance, and two redeliveries must not swap.
+// barrier keeps per-lesson order across crashes, takeovers, pin moves and lost deliveries. Messages
+// that an instance held when it died (pending in a group, or waiting behind a batch, with no ledger
+// record), or that were lost on their way to a client (a node died with them in transit), come back
+// only after AckWait, in no particular order, while new messages arrive at once: a new update must
+// not overtake the create that is still out, and two redeliveries must not swap.
 //
-// At start, before pulling, the core asks the consumer how many messages are outstanding
-// (NumAckPending): this instance holds none yet, so all of them are elsewhere. None (the normal
-// start): the barrier is open and costs nothing more (finding 10). Some: the barrier is armed, and
-// the first message that arrives asks again; every arriving valid event is then parked until the
-// outstanding ones came back from at or below the consumer's delivered sequence, or twice AckWait
-// plus a heartbeat passed since that first arrival (the server looks for expired messages about
-// once per AckWait); then the parked events are admitted in stream order.
+// The barrier is armed:
+//   - at start, when the consumer counts messages outstanding (NumAckPending) before this instance
+//     pulls: they are all elsewhere. None (the normal start): open, at no cost (finding 10);
+//   - when messages reach an instance again after it held nothing for longer than a heartbeat (a
+//     standby that just became the pinned client);
+//   - when a delivery skips consumer sequences (noteGap): the deliveries in between went to another
+//     instance or were lost on the way;
+//   - when this instance loses the pin (lostPin, in core.go), for the time it may get it back.
 //
-// When messages start reaching an instance again after it held nothing for longer than a
-// heartbeat (a standby that just became the pinned client), the barrier is armed again and asks
-// while pulling: outstanding is then NumAckPending minus what it holds. A consumer-info call that
-// fails is repeated every barrierRetry within the window instead of holding everything for the
-// whole window.
+// Armed, the first valid arrival asks the consumer; every valid arrival is then parked until the
+// messages outstanding elsewhere (NumAckPending minus what this instance holds unacked, at or below
+// the delivered sequence) came back, or a re-check (every heartbeat) finds none outstanding any
+// more (their holder settled them), or twice AckWait plus a heartbeat passed since the first
+// arrival. Then the parked events are admitted in stream order; when the window ran out with
+// messages still outstanding (held by a live instance, or late), through a ledger read, so that the
+// other instance's open batches keep their lessons. A consumer-info call that fails is repeated
+// every barrierRetry within the window instead of holding everything for the whole window.
 type barrier struct {
 	state       barrierState
 	parked      []*item
@@ -60,6 +65,7 @@ func (c *core) probeAtStart() {
 		br := &c.barrier
 		br.lastArrival = c.now
 		br.lastCSeq, br.cseqKnown = r.info.deliveredC, true
+		c.leaseAt = c.now
 		if r.info.numAckPending <= 0 {
 			br.state = barrierOpen
 		} else {

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -71,6 +72,8 @@ type batch struct {
 	rebuilt   bool             // recovered from a record rebuilt from its parent's verdict
 	// keepLessons: released while shutting down with its lessons still held (isolate.go)
 	keepLessons bool
+	// suspect: its lease lapsed while its first record was being written (core.go renewLease)
+	suspect bool
 }
 
 // setLogger gives the batch a child logger: every line of a batch carries batchKey, mandator,
@@ -195,12 +198,31 @@ func (lt lessonTimes) get(k int) string {
 // record creates bt's ledger record, then queues its submit.
 func (c *core) record(bt *batch, delay time.Duration) {
 	c.ledgerWrite(bt, "ledger record", func() {
+		if bt.suspect || !c.leased(bt) {
+			c.abandon(bt)
+			return
+		}
 		if delay > 0 {
 			c.after(delay, func() { c.queueSubmit(bt) })
 			return
 		}
 		c.queueSubmit(bt)
 	})
+}
+
+// abandon gives up a batch whose record landed after its messages' lease ran out: another
+// instance may have them and, not seeing the record when it read the ledger, import them. The
+// record goes, the messages go back (Nak; a copy another instance holds is not disturbed), and so
+// does everything else not in a recorded batch.
+func (c *core) abandon(bt *batch) {
+	bt.log.Warn("batch not submitted: its record was written after its messages' lease ran out (heartbeats did not reach the server); record removed, messages handed back",
+		zap.Int("events", len(bt.items)))
+	c.m.leaseLapsed.Inc()
+	items := slices.Clone(bt.items)
+	c.handBackUnbatched("events not in a recorded batch handed back with it (Nak)")
+	c.deleteRecordOf(bt.key, bt.ledgerRev, bt.log, func() {})
+	c.released(bt, true)
+	c.signal(ackNak, items...)
 }
 
 // resubmitAsNew turns a batch that failed with a technical error into a new batch: new key, new

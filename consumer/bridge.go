@@ -428,6 +428,19 @@ func (b *Bridge) perform(workCtx context.Context, e effect) *result {
 		return &result{data: m.Data}
 	case effAck:
 		return &result{acked: b.ackConfirmed(ctx, e.acks, e.body)}
+	case effBeat:
+		// Every InProgress but the last fire and forget, the last one a request: the server
+		// answers it after the others, which it processes in order on this connection.
+		last := len(e.acks) - 1
+		for _, a := range e.acks[:last] {
+			_ = b.nc.Publish(a.reply, e.body)
+		}
+		bctx, bcancel := context.WithTimeout(ctx, max(b.core.heartbeat, 100*time.Millisecond))
+		defer bcancel()
+		if _, err := b.nc.RequestWithContext(bctx, e.acks[last].reply, e.body); err != nil {
+			return &result{kind: errTransient, err: err}
+		}
+		return &result{}
 	case effConsumerInfo:
 		info, err := b.topo.consumer.Info(ctx)
 		if err != nil {

@@ -26,6 +26,7 @@ import (
 //	deliver(now, item)   a message arrived (first delivery or redelivery), decoded by decodeItem
 //	complete(now, res)   an effect finished: res.id names it, res.kind says how it failed
 //	tick(now)            time passed; due timers fire
+//	lostPin(now)         the server pinned another instance of the priority group
 //	stop(now)            shut down
 //
 // Effects (take them with take(); each effect with an id expects exactly one complete):
@@ -36,6 +37,7 @@ import (
 //	effGetBody                                GetMsg of a failed event's original body
 //	effAck                                    final Ack/Term of many messages, each confirmed
 //	effSignal                                 fire-and-forget Nak / Term / InProgress
+//	effBeat                                   InProgress for every held message; the last one confirmed
 //	effConsumerInfo                           NumAckPending, Delivered, AckFloor
 //	effStartPulling, effStopPulling           Consume / Drain
 //	effFatal, effDone                         Run returns (with the error)
@@ -56,7 +58,9 @@ import (
 //	arrived    invalid              -> dead-lettering [getBody?, publishDeadLetter] -> Term -> gone
 //	           seq of a recovering record -> attached; all back -> the record resumes (re-read first)
 //	           redelivered, unknown -> limbo [ledgerList]; then attached or admitted
-//	           barrier not open     -> parked; admitted in stream order when it opens
+//	           barrier not open     -> parked; admitted in stream order when it opens (through a
+//	                                   ledger read when its window ran out)
+//	           the pin is lost      -> everything not in a batch: Nak (the pinned instance gets it)
 //	           otherwise            -> gate
 //	gate       lesson free          -> pending in its group (coalesced with a pending same-action event)
 //	           lesson busy          -> waiting behind it, in publish order
@@ -135,6 +139,8 @@ type core struct {
 	goneRC    []*recovering          // resumed, but their record was gone: routed after the next ledger read
 	missed    map[lessonKey][]*batch // recovered batches that found their lesson in flight here
 
+	leaseAt time.Time // when the last confirmed heartbeat round was sent (see leaseEnd)
+
 	phase   phase
 	paused  bool
 	fatal   error
@@ -181,6 +187,7 @@ const (
 	effGetBody
 	effAck
 	effSignal
+	effBeat
 	effConsumerInfo
 	effStartPulling
 	effStopPulling
@@ -191,7 +198,7 @@ const (
 var effNames = map[effKind]string{effLedgerList: "ledgerList", effLedgerGet: "ledgerGet", effLedgerCreate: "ledgerCreate",
 	effLedgerUpdate: "ledgerUpdate", effLedgerDelete: "ledgerDelete", effSubmit: "submit", effPoll: "poll",
 	effPublishOutcome: "publishOutcome", effPublishDeadLetter: "publishDeadLetter", effGetBody: "getBody", effAck: "ack",
-	effSignal: "signal", effConsumerInfo: "consumerInfo", effStartPulling: "startPulling", effStopPulling: "stopPulling",
+	effSignal: "signal", effBeat: "beat", effConsumerInfo: "consumerInfo", effStartPulling: "startPulling", effStopPulling: "stopPulling",
 	effFatal: "fatal", effDone: "done"}
 
 func (k effKind) String() string { return effNames[k] }
@@ -355,10 +362,17 @@ func (c *core) deliver(now time.Time, it *item) {
 func (c *core) lostPin(now time.Time) {
 	c.setNow(now)
 	c.fire()
-	if c.phase != phaseRunning {
-		c.pump()
-		return
+	if c.phase == phaseRunning {
+		c.m.pinLost.Inc()
+		c.handBackUnbatched("the pin moved to another instance; events not yet in a batch handed back to it (Nak)")
 	}
+	c.pump()
+}
+
+// handBackUnbatched naks, in stream order, every held event that is not in a batch (pending,
+// waiting behind a batch, parked at the barrier, waiting for a ledger read) and arms the barrier
+// again: another instance may get newer events of those lessons, and they must reach it first.
+func (c *core) handBackUnbatched(why string) {
 	var back []*item
 	back = append(back, c.barrier.parked...)
 	back = append(back, c.limbo...)
@@ -377,14 +391,10 @@ func (c *core) lostPin(now time.Time) {
 		delete(c.bySeq, it.seq)
 	}
 	c.signal(ackNak, back...)
-	c.m.pinLost.Inc()
-	// Armed again: should the pin come back, the first arrival asks what is outstanding elsewhere.
 	br := &c.barrier
 	br.gen++
 	br.state, br.regap = barrierUnprobed, false
-	c.log.Info("the pin moved to another instance; events not yet in a batch handed back to it (Nak)",
-		zap.Int("handedBack", len(back)), zap.Int("batchesInFlight", len(c.batches)))
-	c.pump()
+	c.log.Info(why, zap.Int("handedBack", len(back)), zap.Int("batchesInFlight", len(c.batches)))
 }
 
 // complete feeds an effect's result back.
@@ -585,9 +595,73 @@ func (c *core) beat() {
 		}
 		slices.SortFunc(refs, func(a, b ackRef) int { return cmp.Compare(a.seq, b.seq) })
 		c.m.heartbeats.Add(float64(len(refs)))
-		c.do(effect{kind: effSignal, acks: refs, body: ackProgress}, nil)
+		sent := c.now
+		c.do(effect{kind: effBeat, acks: refs, body: ackProgress}, func(r result) {
+			if r.kind == errNone {
+				c.renewLease(sent)
+			}
+		})
+	} else {
+		c.leaseAt = c.now // nothing held: nothing to lose; what arrives carries its own time
 	}
 	c.after(c.heartbeat, c.beat)
+}
+
+// The lease: a held message is ours while the server last heard of it (its delivery, or a
+// confirmed heartbeat round, which the server processes in order on our connection) less than
+// AckWait ago. When heartbeats do not reach the server for that long (our node or the consumer's
+// leader gone, a long disconnect), it may have delivered our messages to another instance, which
+// does not see a batch of ours whose ledger record was not there when it read the ledger. So a
+// new batch's record must be written while its messages are leased (record, batch.go), and a
+// lease that lapsed hands back what is not in a recorded batch (simulation: consumer outages;
+// TestClusterLeaderLoss/consumer imported such a batch twice).
+
+// leaseEnd is when the lease of it runs out: AckWait after the last confirmed heartbeat round was
+// sent (the server stamps it later still), less a tenth for clocks; or AckWait after it arrived
+// here, less a heartbeat (the server sent it earlier, by the network and our intake queue).
+func (c *core) leaseEnd(it *item) time.Time {
+	end := time.Unix(0, it.arrived).Add(c.ackWait - c.heartbeat)
+	if e := c.leaseAt.Add(c.ackWait - c.ackWait/10); e.After(end) {
+		end = e
+	}
+	return end
+}
+
+// leased reports whether every message of bt is leased now.
+func (c *core) leased(bt *batch) bool {
+	for _, it := range bt.items {
+		if !c.now.Before(c.leaseEnd(it)) {
+			return false
+		}
+	}
+	return true
+}
+
+// renewLease takes a confirmed heartbeat round sent at sent. When some held message's lease ran
+// out before it was sent, the server may have redelivered it elsewhere meanwhile: what is not in
+// a recorded batch goes back, and batches whose record is still being written are abandoned when
+// it lands.
+func (c *core) renewLease(sent time.Time) {
+	lapsed := false
+	for _, it := range c.bySeq {
+		if !it.acked && !sent.Before(c.leaseEnd(it)) {
+			lapsed = true
+			break
+		}
+	}
+	if sent.After(c.leaseAt) {
+		c.leaseAt = sent
+	}
+	if !lapsed || c.phase != phaseRunning {
+		return
+	}
+	c.m.leaseLapsed.Inc()
+	for _, bt := range c.batches {
+		if bt.state == stateRecorded && bt.ledgerRev == 0 && bt.attempts == 0 && bt.subAttempts == 0 {
+			bt.suspect = true
+		}
+	}
+	c.handBackUnbatched("heartbeats did not reach the server for longer than AckWait; events not in a recorded batch handed back (Nak)")
 }
 
 // signal sends one ack-protocol message for items, fire and forget.

@@ -117,6 +117,13 @@ func (d *coreDriver) deliverSeq(typ, lesson string, seq, delivered uint64) *item
 	return it
 }
 
+// reload answers a ledger re-read with r and the consumer info that follows it (ack floor 0).
+func (d *coreDriver) reload(r result) {
+	d.t.Helper()
+	d.answer(d.expect(effLedgerList), r)
+	d.answer(d.expect(effConsumerInfo), result{})
+}
+
 // acceptedBatch delivers one event and answers its ledger create and submit: the core then asks to
 // record "accepted".
 func (d *coreDriver) acceptedBatch() effect {
@@ -374,7 +381,7 @@ func TestHeartbeatFollowsTheConsumersAckWait(t *testing.T) {
 	assert.Equal(t, 300*time.Millisecond, d.c.heartbeat)
 	d.deliver(schemas.TypeLessonCreated, "L-1")
 	d.advance(300 * time.Millisecond)
-	beat := d.expect(effSignal)
+	beat := d.expect(effBeat)
 	assert.Equal(t, ackProgress, beat.body)
 }
 
@@ -430,7 +437,7 @@ func TestTakeoverActsOnTheCurrentRecord(t *testing.T) {
 	d := newCoreDriverWith(t, nil, facts{}, []rawRecord{{key: "b-1", rev: 5, value: rec(stateRecorded, "")}}, consumerInfo{numAckPending: 1, delivered: 1})
 	d.deliverSeq(schemas.TypeLessonCreated, "L-1", 1, 2)
 	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{numAckPending: 1, delivered: 1}}) // the barrier: it is ours
-	d.answer(d.expect(effLedgerList), result{records: []rawRecord{{key: "b-1", rev: 9, value: rec(stateAccepted, "4711")}}})
+	d.reload(result{records: []rawRecord{{key: "b-1", rev: 9, value: rec(stateAccepted, "4711")}}})
 	d.none(effSubmit)
 	d.advance(time.Second)
 	poll := d.expect(effPoll)
@@ -549,8 +556,8 @@ func TestRefreshedRecordDetachesMessagesMovedToAChild(t *testing.T) {
 
 	// seq 2 goes to its child's record once the ledger has been read.
 	ledger := result{records: []rawRecord{{key: "b-1", rev: 9, value: enc(&current)}, {key: "b-2", rev: 11, value: enc(child)}}}
-	d.answer(d.expect(effLedgerList), ledger)
-	d.answer(d.expect(effLedgerList), ledger) // the child resumes from its record as it is now
+	d.reload(ledger)
+	d.reload(ledger) // the child resumes from its record as it is now
 	d.advance(time.Second)
 	poll := d.expect(effPoll)
 	assert.Equal(t, "4712", poll.batchID)

@@ -18,7 +18,8 @@
 //	settle.go   verdict in the ledger -> outcome confirmed -> dead letters (failed) -> every Ack/Term
 //	            confirmed -> record deleted -> gate released
 //	ledger.go   versioned records (CAS, timeouts told from conflicts), recovery and takeover
-//	barrier.go  per-lesson order across crashes: new events wait for a dead instance's messages
+//	barrier.go  per-lesson order across crashes, pin moves and lost deliveries: new events wait for
+//	            messages outstanding elsewhere (a dead or unpinned instance's, or lost on the way)
 //	core.go     the core, timers, retry budgets, heartbeat, flow control, the JobManager breaker
 //	bridge.go   the runner
 //

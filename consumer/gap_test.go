@@ -27,6 +27,24 @@ func (d *coreDriver) deliverC(typ, lesson string, seq, cseq, delivered uint64) *
 	return it
 }
 
+// answerAll answers every pending effect of kind k with r.
+func (d *coreDriver) answerAll(k effKind, r result) {
+	d.collect()
+	var mine []effect
+	rest := d.effs[:0:0]
+	for _, e := range d.effs {
+		if e.kind == k {
+			mine = append(mine, e)
+			continue
+		}
+		rest = append(rest, e)
+	}
+	d.effs = rest
+	for _, e := range mine {
+		d.answer(e, r)
+	}
+}
+
 // recordedSeqs returns the stream sequences named by the ledger records created so far (and
 // answers each create), in order.
 func (d *coreDriver) recordedSeqs() []uint64 {
@@ -52,6 +70,20 @@ func (d *coreDriver) recordedSeqs() []uint64 {
 	return seqs
 }
 
+// nakked returns the stream sequences of the Nak signals pending.
+func (d *coreDriver) nakked() []uint64 {
+	d.collect()
+	var seqs []uint64
+	for _, e := range d.effs {
+		if e.kind == effSignal && string(e.body) == string(ackNak) {
+			for _, a := range e.acks {
+				seqs = append(seqs, a.seq)
+			}
+		}
+	}
+	return seqs
+}
+
 // TestDeliveryGapHoldsLaterEvents: a node dies with a delivery on its way to the bridge (the
 // create of L-2, seq 2); the server counts it delivered and sends it again only after AckWait, but
 // the bridge reconnects at once and gets the update of L-2 (seq 3) first. Seen in
@@ -71,11 +103,16 @@ func TestDeliveryGapHoldsLaterEvents(t *testing.T) {
 	d.advance(d.c.cfg.BatchLinger)
 	assert.Equal(t, []uint64{1}, d.recordedSeqs(), "the update of L-2 waits at the barrier")
 
-	// AckWait later the server sends seq 2 again (consumer sequence 4).
-	d.advance(d.c.ackWait)
+	// AckWait later the server sends seq 2 again (consumer sequence 4); meanwhile the barrier asked
+	// every heartbeat and heard that seq 2 is still out, and every heartbeat round was confirmed.
+	for range 3 {
+		d.advance(d.c.heartbeat)
+		d.answerAll(effConsumerInfo, result{info: consumerInfo{numAckPending: 3, delivered: 3, deliveredC: 3}})
+		d.answerAll(effBeat, result{})
+	}
 	d.deliverC(schemas.TypeLessonCreated, "L-2", 2, 4, 2)
 	assert.Equal(t, barrierOpen, d.c.barrier.state, "the outstanding message is back")
-	d.answer(d.expect(effLedgerList), result{}) // an unknown redelivery: the ledger is read first
+	d.reload(result{}) // an unknown redelivery: the ledger is read first
 	d.advance(d.c.cfg.BatchLinger)
 	assert.Equal(t, []uint64{2}, d.recordedSeqs(), "the create goes first; the update waits behind it")
 }
@@ -114,12 +151,13 @@ func TestBarrierRechecksAndEndsWithTheWindow(t *testing.T) {
 		e.advance(e.c.heartbeat)
 		waited += e.c.heartbeat
 		e.answer(e.expect(effConsumerInfo), elsewhere)
+		e.answerAll(effBeat, result{})
 		if waited < window {
 			require.Equal(t, barrierWaiting, e.c.barrier.state, "still outstanding after %v", waited)
 		}
 	}
 	assert.Equal(t, barrierOpen, e.c.barrier.state)
-	e.answer(e.expect(effLedgerList), result{}) // the parked events go through a ledger read first
+	e.reload(result{}) // the parked events go through a ledger read first
 	e.advance(e.c.cfg.BatchLinger)
 	assert.ElementsMatch(t, []uint64{1, 3}, e.recordedSeqs())
 }
@@ -140,15 +178,7 @@ func TestLostPinHandsBackWhatIsNotInABatch(t *testing.T) {
 	d.effs = nil
 
 	d.c.lostPin(d.now)
-	d.collect()
-	var naked []uint64
-	for _, e := range d.effs {
-		if e.kind == effSignal && string(e.body) == string(ackNak) {
-			for _, a := range e.acks {
-				naked = append(naked, a.seq)
-			}
-		}
-	}
+	naked := d.nakked()
 	assert.Equal(t, []uint64{2, 3}, naked, "handed back in stream order")
 	assert.Equal(t, []uint64{1}, slices.Sorted(maps.Keys(d.c.bySeq)), "the recorded batch stays")
 	assert.Equal(t, barrierUnprobed, d.c.barrier.state, "armed again should the pin come back")
@@ -175,8 +205,9 @@ func TestBarrierWindowEndReadsTheLedger(t *testing.T) {
 	for d.c.barrier.state == barrierWaiting {
 		d.advance(d.c.heartbeat)
 		d.answer(d.expect(effConsumerInfo), elsewhere)
+		d.answerAll(effBeat, result{}) // heartbeats confirmed: the messages stay leased
 	}
-	d.answer(d.expect(effLedgerList), result{records: []rawRecord{{key: "b-other", rev: 7, value: v}}})
+	d.reload(result{records: []rawRecord{{key: "b-other", rev: 7, value: v}}})
 	d.advance(d.c.cfg.BatchLinger)
 	assert.Equal(t, []uint64{1}, d.recordedSeqs(), "the update of L-2 waits behind the other instance's batch")
 	st := d.c.lessons[lessonKey{"m1", "L-2"}]
@@ -185,4 +216,78 @@ func TestBarrierWindowEndReadsTheLedger(t *testing.T) {
 	assert.Equal(t, "b-other", st.inflight.key)
 	require.Len(t, st.waiting, 1)
 	assert.Equal(t, uint64(3), st.waiting[0].seq)
+}
+
+// TestRecordWrittenAfterTheLeaseRanOutIsAbandoned: a batch's ledger record lands (the KV request
+// hung through a node's loss) after its message's heartbeats stopped reaching the server for longer
+// than AckWait. The server may have given the message to another instance, which did not see the
+// record when it read the ledger: submitting now could import it twice
+// (TestClusterLeaderLoss/consumer/2-instances did). The record goes and the message goes back.
+func TestRecordWrittenAfterTheLeaseRanOutIsAbandoned(t *testing.T) {
+	d := newCoreDriver(t, nil)
+	d.deliverC(schemas.TypeLessonCreated, "L-1", 1, 1, 1)
+	d.advance(d.c.cfg.BatchLinger)
+	create := d.expect(effLedgerCreate)
+	for waited := time.Duration(0); waited <= d.c.ackWait; waited += d.c.heartbeat {
+		d.advance(d.c.heartbeat)
+		d.answerAll(effBeat, result{kind: errTransient, err: fmt.Errorf("nats: timeout")})
+	}
+	d.answer(create, result{rev: 1})
+	d.none(effSubmit)
+	del := d.expect(effLedgerDelete)
+	assert.Equal(t, create.key, del.key)
+	assert.Equal(t, uint64(1), del.rev)
+	assert.Contains(t, d.nakked(), uint64(1))
+	assert.Empty(t, d.c.bySeq)
+	assert.Equal(t, 1.0, metricValue(t, d.c.m.leaseLapsed))
+
+	// The same record landing while the heartbeats are confirmed is submitted.
+	e := newCoreDriver(t, nil)
+	e.deliverC(schemas.TypeLessonCreated, "L-1", 1, 1, 1)
+	e.advance(e.c.cfg.BatchLinger)
+	create = e.expect(effLedgerCreate)
+	for waited := time.Duration(0); waited <= e.c.ackWait; waited += e.c.heartbeat {
+		e.advance(e.c.heartbeat)
+		e.answerAll(effBeat, result{})
+	}
+	e.answer(create, result{rev: 1})
+	e.expect(effSubmit)
+}
+
+// TestLapsedLeaseHandsBackWhatIsNotRecorded: when heartbeats come through again after more than
+// AckWait without, the events held outside a recorded batch may be another instance's by now: they
+// go back (Nak), to come again in stream order.
+func TestLapsedLeaseHandsBackWhatIsNotRecorded(t *testing.T) {
+	d := newCoreDriver(t, func(c *Config) { c.BatchLinger = time.Hour })
+	d.deliverC(schemas.TypeLessonCreated, "L-1", 1, 1, 1)
+	for waited := time.Duration(0); waited <= d.c.ackWait; waited += d.c.heartbeat {
+		d.advance(d.c.heartbeat)
+		d.answerAll(effBeat, result{kind: errTransient, err: fmt.Errorf("nats: no responders")})
+	}
+	assert.Empty(t, d.nakked(), "nothing is decided while nothing is known")
+	d.advance(d.c.heartbeat)
+	d.answerAll(effBeat, result{}) // the consumer's leader is back
+	assert.Equal(t, []uint64{1}, d.nakked())
+	assert.Empty(t, d.c.bySeq)
+}
+
+// TestRedeliveredMessageBelowTheAckFloorIsDropped: a message that comes again after another
+// instance settled it (a new consumer leader redelivered it before that instance's ack) has no
+// record left when the ledger is read; the ack floor read after the listing shows it settled, and it
+// is not imported again (simulation seed 1332).
+func TestRedeliveredMessageBelowTheAckFloorIsDropped(t *testing.T) {
+	d := newCoreDriver(t, nil)
+	d.deliverC(schemas.TypeLessonUpdated, "L-1", 5, 1, 2)
+	d.answer(d.expect(effLedgerList), result{})
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{ackFloor: 5, delivered: 5}})
+	d.advance(d.c.cfg.BatchLinger)
+	assert.Empty(t, d.recordedSeqs())
+	assert.Empty(t, d.c.bySeq)
+
+	e := newCoreDriver(t, nil)
+	e.deliverC(schemas.TypeLessonUpdated, "L-1", 5, 1, 2)
+	e.answer(e.expect(effLedgerList), result{})
+	e.answer(e.expect(effConsumerInfo), result{info: consumerInfo{ackFloor: 4, delivered: 5}})
+	e.advance(e.c.cfg.BatchLinger)
+	assert.Equal(t, []uint64{5}, e.recordedSeqs(), "above the floor it is still to be imported")
 }

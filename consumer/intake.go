@@ -30,6 +30,7 @@ type item struct {
 	err         error                 // why the event will not be imported
 	redelivered bool                  // delivered before (to us or to an instance that died)
 	acked       bool                  // its final Ack/Term was sent: the server may count it settled already
+	arrived     int64                 // when it reached the core (UnixNano): its lease starts there
 	size        int32                 // lessonSize(ev), taken once (beside redelivered: no extra word)
 }
 
@@ -97,6 +98,7 @@ func (c *core) intake(it *item) {
 		return
 	}
 	c.bySeq[it.seq] = it
+	it.arrived = c.now.UnixNano()
 	c.m.received.Inc()
 	c.countOutstanding(it)
 	if it.err != nil {

@@ -307,6 +307,7 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 			}
 		}
 		bt.setLogger(c.log)
+		backHere := r.rebuilt && slices.ContainsFunc(r.Seqs, func(s uint64) bool { return c.bySeq[s] != nil })
 		for _, j := range r.Jobs {
 			bt.jobs = append(bt.jobs, jobmanager.Job{JobID: j.JobID})
 			for _, l := range j.Lessons {
@@ -318,11 +319,12 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 				if r.State == stateSettling {
 					continue // never reaches JobManager again: holds no lesson
 				}
-				if st := c.lessons[k]; r.rebuilt && st != nil {
-					// A rebuilt child whose lesson is busy here: most likely the child settled and
-					// removed its record long ago (its parent's record waits for the ack floor) and
-					// newer events of the lesson moved on. It takes the lesson only if its messages
-					// come back (resumeFrom).
+				if st := c.lessons[k]; r.rebuilt && st != nil && !backHere {
+					// A rebuilt child whose lesson is busy here and none of whose messages is: most
+					// likely the child settled and removed its record long ago (its parent's record
+					// waits for the ack floor) and newer events of the lesson moved on. It takes the
+					// lesson only if its messages come back (resumeFrom). With one of its messages
+					// here it never ran (simulation seed 4950): it goes first, as any record.
 					continue
 				}
 				if st := c.lessons[k]; st != nil && st.inflight == nil && st.pending != nil {
@@ -475,65 +477,87 @@ func (c *core) reload() {
 	c.reloading = true
 	clear(c.settledKeys)
 	c.readLedger("reload ledger", func(recs []*record, revs []uint64) {
-		c.reloading = false
-		defer clear(c.settledKeys)
-		orphans, letGo := c.reconcile(recs, revs)
-		named := map[uint64]bool{}
-		for _, r := range recs {
-			for _, q := range r.Seqs {
-				named[q] = true
+		// The ack floor after the listing: a message at or below it was settled, whatever the
+		// listing says (its record may be gone because it was; simulation seed 1332: a message
+		// redelivered by a new consumer leader, then acked by the instance that had it, was
+		// imported again here).
+		c.do(effect{kind: effConsumerInfo}, func(ci result) {
+			floor := uint64(0)
+			if ci.kind == errNone {
+				floor = ci.info.ackFloor
 			}
-		}
-		replaced := map[string]bool{}
-		at := map[string]int{}
-		for i, r := range recs {
-			at[r.Key] = i
-			if r.Replaces != "" {
-				replaced[r.Replaces] = true
-			}
-		}
-		gone := c.goneRC
-		c.goneRC = nil
-		for _, rc := range gone {
-			if rc.bt.dead {
-				continue
-			}
-			if i, ok := at[rc.rec.Key]; ok && !replaced[rc.rec.Key] {
-				if revs[i] != rc.rev {
-					orphans = append(orphans, c.refresh(rc, recs[i], revs[i])...)
-				}
-				c.resumeFrom(rc)
-				continue
-			}
-			renamed := replaced[rc.rec.Key]
-			for q := range rc.items {
-				renamed = renamed || named[q]
-			}
-			if renamed { // resubmitted as new under another record: its messages go there
-				orphans = append(orphans, rc.back()...)
-				c.released(rc.bt, true)
-				continue
-			}
-			rc.bt.ledgerRev = 0 // settled by its owner: finish from the snapshot, outcome de-duplicated
-			c.resumeFrom(rc)
-		}
-		if n := c.indexRecords(recs, revs); n > 0 {
-			c.log.Warn("taking over open batches of another instance", zap.Int("batches", n))
-		}
-		for _, bt := range letGo {
-			c.released(bt, true)
-		}
-		parked := append(orphans, c.limbo...)
-		c.limbo = nil
-		for _, it := range parked {
-			if c.phase != phaseRunning {
-				break // drained() naks what is held
-			}
-			if !c.attachRecovered(it) {
-				c.admit(it)
-			}
-		}
+			c.reloaded(recs, revs, floor)
+		})
 	})
+}
+
+// reloaded is reload's second half, with the ledger read and the consumer's ack floor after it.
+func (c *core) reloaded(recs []*record, revs []uint64, floor uint64) {
+	c.reloading = false
+	defer clear(c.settledKeys)
+	orphans, letGo := c.reconcile(recs, revs)
+	named := map[uint64]bool{}
+	for _, r := range recs {
+		for _, q := range r.Seqs {
+			named[q] = true
+		}
+	}
+	replaced := map[string]bool{}
+	at := map[string]int{}
+	for i, r := range recs {
+		at[r.Key] = i
+		if r.Replaces != "" {
+			replaced[r.Replaces] = true
+		}
+	}
+	gone := c.goneRC
+	c.goneRC = nil
+	for _, rc := range gone {
+		if rc.bt.dead {
+			continue
+		}
+		if i, ok := at[rc.rec.Key]; ok && !replaced[rc.rec.Key] {
+			if revs[i] != rc.rev {
+				orphans = append(orphans, c.refresh(rc, recs[i], revs[i])...)
+			}
+			c.resumeFrom(rc)
+			continue
+		}
+		renamed := replaced[rc.rec.Key]
+		for q := range rc.items {
+			renamed = renamed || named[q]
+		}
+		if renamed { // resubmitted as new under another record: its messages go there
+			orphans = append(orphans, rc.back()...)
+			c.released(rc.bt, true)
+			continue
+		}
+		rc.bt.ledgerRev = 0 // settled by its owner: finish from the snapshot, outcome de-duplicated
+		c.resumeFrom(rc)
+	}
+	if n := c.indexRecords(recs, revs); n > 0 {
+		c.log.Warn("taking over open batches of another instance", zap.Int("batches", n))
+	}
+	for _, bt := range letGo {
+		c.released(bt, true)
+	}
+	parked := append(orphans, c.limbo...)
+	c.limbo = nil
+	for _, it := range parked {
+		if c.phase != phaseRunning {
+			break // drained() naks what is held
+		}
+		switch {
+		case c.attachRecovered(it):
+		case it.seq <= floor:
+			if c.bySeq[it.seq] == it {
+				delete(c.bySeq, it.seq)
+			}
+			c.log.Info("redelivered message is at or below the ack floor (settled); dropped", zap.Uint64("streamSeq", it.seq))
+		default:
+			c.admit(it)
+		}
+	}
 }
 
 // expireRecovery looks at records whose messages did not all come back within the recovery window.
@@ -616,9 +640,13 @@ func (c *core) applyAckFloor(floor uint64, cur map[string]*result) {
 		}
 		if g != nil && g.kind == errNotFound && !rc.bt.rebuilt {
 			if len(rc.items) > 0 {
-				// Settle what came back without a ledger record: the outcome is de-duplicated by its id.
-				rc.bt.ledgerRev = 0
-				c.resume(rc)
+				// Gone with messages back: settled by its owner (finish from the snapshot, the outcome
+				// is de-duplicated by its id) or resubmitted as new under another record (its messages
+				// go there). Only the whole ledger tells (simulation seed 7574: such a record was
+				// polled and its batch resubmitted a second time).
+				c.forgetRecovery(rc)
+				c.goneRC = append(c.goneRC, rc)
+				reread = true
 				continue
 			}
 			// Settled by its owner, or replaced by a resubmission under another key: only the whole

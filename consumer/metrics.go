@@ -11,6 +11,7 @@ type Metrics struct {
 	pullStalls    prometheus.Counter
 	deliveryGaps  prometheus.Counter
 	pinLost       prometheus.Counter
+	leaseLapsed   prometheus.Counter
 	batches       *prometheus.CounterVec
 	submitLatency prometheus.Histogram
 	pollLatency   prometheus.Histogram
@@ -63,6 +64,8 @@ func newMetrics() *Metrics {
 			Help: "Deliveries that skipped consumer sequences (the missing ones went to another instance or were lost on the way); each arms the barrier."}),
 		pinLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "pin_lost_total",
 			Help: "Times the server moved the priority group's pin away from this instance; what it held outside batches went back (Nak)."}),
+		leaseLapsed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "lease_lapsed_total",
+			Help: "Times heartbeats did not reach the server for longer than AckWait (held messages may have gone elsewhere): what was not in a recorded batch went back (Nak)."}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "batches_total",
 			Help: "Settled batches by outcome status and reason."}, []string{"status", "reason"}),
 		submitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "submit_seconds",
@@ -112,7 +115,7 @@ func newMetrics() *Metrics {
 
 // Register registers every collector with r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.pullStalls, m.deliveryGaps, m.pinLost, m.batches, m.submitLatency,
+	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.pullStalls, m.deliveryGaps, m.pinLost, m.leaseLapsed, m.batches, m.submitLatency,
 		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits, m.techResubmits,
 		m.paused, m.barrierParked, m.authFailing,
 		m.breakerOpen, m.breakerTrips, m.deadLetterRefused, m.takenOver, m.orderRisk,

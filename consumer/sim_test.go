@@ -40,12 +40,13 @@ type simFaults struct {
 	technical                                  float64 // per JobManager batch: fails with a technical ErrorMessage (resubmitted as new, TechnicalRetries)
 	lost                                       float64 // per delivery round: lost in transit (a node dies, a connection drops): counted as delivered, never reaches the client
 	pinMove                                    float64 // per server tick: the server moves the pin away from a live instance (a pull silent for PinnedTTL, an unpin)
+	consumerOutage                             float64 // per server tick: the consumer has no leader for 1-3 AckWait (its node died): acks and heartbeats are lost, consumer info fails, nothing is delivered; then the pin may move
 }
 
 func defaultSimFaults() simFaults {
 	return simFaults{kvTimeoutApplied: 0.03, kvTimeoutLost: 0.03, kvGetFail: 0.02, pubFail: 0.03, getMsgFail: 0.1, purged: 0.05,
 		infoFail: 0.1, signalDrop: 0.05, ackDrop: 0.1, ackReplyLost: 0.05, jm5xx: 0.05, jm429: 0.03, jmLost: 0.03,
-		crash: 0.004, outage: 0.002, invalid: 0.03, bad: 0.03, technical: 0.03, lost: 0.005, pinMove: 0.002}
+		crash: 0.004, outage: 0.002, invalid: 0.03, bad: 0.03, technical: 0.03, lost: 0.005, pinMove: 0.002, consumerOutage: 0.0005}
 }
 
 type simMsg struct {
@@ -159,7 +160,8 @@ type simWorld struct {
 	settledBy  map[string]string // eventId -> outcome id
 	dls        map[string]publisher.DeadLetter
 	pinned     *simInst
-	cseq       uint64 // the consumer's delivery sequence: one per delivery, to whichever client
+	cseq       uint64    // the consumer's delivery sequence: one per delivery, to whichever client
+	consDown   time.Time // the consumer has no leader until then
 	jm         map[string]*jmBatch
 	jmN        int
 	jmLastDone time.Time
@@ -393,6 +395,25 @@ func (w *simWorld) effect(in *simInst, e effect) {
 	case effStopPulling:
 		in.pulling = false
 		w.reply(in, e, result{})
+	default:
+		consumer := e.kind == effSignal || e.kind == effBeat || e.kind == effAck || e.kind == effConsumerInfo
+		if consumer && w.now.Before(w.consDown) { // no consumer leader: nothing is processed, requests time out
+			switch e.kind {
+			case effBeat, effConsumerInfo:
+				w.reply(in, e, result{kind: errTransient, err: errSimTimeout})
+			case effAck:
+				w.reply(in, e, result{})
+			}
+			return
+		}
+		w.storageEffect(in, e)
+	}
+}
+
+// storageEffect executes an effect on JetStream (the consumer, the KV bucket, the streams) or
+// JobManager.
+func (w *simWorld) storageEffect(in *simInst, e effect) {
+	switch e.kind {
 	case effSignal:
 		for _, a := range e.acks {
 			if w.p(w.f.signalDrop, "signalDropped") {
@@ -400,6 +421,20 @@ func (w *simWorld) effect(in *simInst, e effect) {
 			}
 			w.ackProto(a.seq, e.body)
 		}
+	case effBeat:
+		confirmed := true
+		for i, a := range e.acks {
+			if w.p(w.f.signalDrop, "signalDropped") {
+				confirmed = confirmed && i < len(e.acks)-1
+				continue
+			}
+			w.ackProto(a.seq, e.body)
+		}
+		if !confirmed || w.p(w.f.ackReplyLost, "beatReplyLost") {
+			w.reply(in, e, result{kind: errTransient, err: errSimTimeout})
+			return
+		}
+		w.reply(in, e, result{})
 	case effAck:
 		var acked []uint64
 		for _, a := range e.acks {
@@ -792,14 +827,26 @@ func (w *simWorld) serverTick() {
 			w.faultsSeen["jmUnreachable"]++
 		}
 	}
+	newLeader := false
+	if w.consDown.IsZero() && w.p(w.f.consumerOutage, "consumerOutage") {
+		w.consDown = w.now.Add(w.cfg.AckWait + time.Duration(w.rnd.Int64N(int64(2*w.cfg.AckWait))))
+		w.logf("the consumer has no leader until %s", w.consDown.Sub(w.now))
+	}
+	if !w.consDown.IsZero() && !w.now.Before(w.consDown) {
+		w.consDown = time.Time{}
+		newLeader = w.rnd.IntN(2) == 0 // the new leader may pin another client
+		w.logf("the consumer has a leader again (pin kept: %v)", !newLeader)
+	}
 	// Pull requests keep the pin; a pinned client silent for PinnedTTL loses it.
 	for _, in := range w.insts {
 		if in.alive && in.pulling {
 			in.lastReq = w.now
 		}
 	}
-	moved := w.pinned != nil && w.pinned.alive && w.p(w.f.pinMove, "pinMoved")
-	if w.pinned == nil || moved || w.now.Sub(w.pinned.lastReq) > w.cfg.PinnedTTL {
+	moved := w.pinned != nil && w.pinned.alive && (newLeader || w.p(w.f.pinMove, "pinMoved"))
+	if w.now.Before(w.consDown) {
+		moved = false // no leader, no pinning
+	} else if w.pinned == nil || moved || w.now.Sub(w.pinned.lastReq) > w.cfg.PinnedTTL {
 		var cands []*simInst
 		for _, in := range w.insts {
 			if in.alive && in.pulling && (!moved || in != w.pinned) {
@@ -819,7 +866,7 @@ func (w *simWorld) serverTick() {
 		}
 	}
 	in := w.pinned
-	if in == nil || !in.alive || !in.pulling {
+	if in == nil || !in.alive || !in.pulling || w.now.Before(w.consDown) {
 		return
 	}
 	pending := w.info().numAckPending
