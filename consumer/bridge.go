@@ -41,6 +41,7 @@ type Bridge struct {
 	topo    *topology
 	core    *core
 	traces  *batchTraces
+	pinID   atomic.Pointer[string] // the Nats-Pin-Id our messages last came with (priority group)
 
 	// Intake: filled by the Consume callback, drained by the loop.
 	inMu  sync.Mutex
@@ -231,6 +232,13 @@ var pinLostMark = &item{}
 
 // onMsg is the Consume callback: decode and hand over, never block.
 func (b *Bridge) onMsg(msg jetstream.Msg) {
+	if b.cfg.PriorityGroup != "" {
+		if h := msg.Headers(); h != nil {
+			if pin := h.Get("Nats-Pin-Id"); pin != "" && (b.pinID.Load() == nil || *b.pinID.Load() != pin) {
+				b.pinID.Store(&pin)
+			}
+		}
+	}
 	raw := rawMsg{reply: msg.Reply(), subject: msg.Subject(), data: msg.Data()}
 	if md, err := msg.Metadata(); err == nil {
 		raw.seq, raw.cseq, raw.numDelivered, raw.stored = md.Sequence.Stream, md.Sequence.Consumer, md.NumDelivered, md.Timestamp
@@ -261,6 +269,7 @@ func (b *Bridge) startConsume() error {
 				return
 			}
 			if errors.Is(err, jetstream.ErrPinIDMismatch) {
+				b.pinID.Store(nil)
 				b.inMu.Lock()
 				b.inQ = append(b.inQ, pinLostMark)
 				b.inMu.Unlock()
@@ -446,7 +455,17 @@ func (b *Bridge) perform(workCtx context.Context, e effect) *result {
 		if err != nil {
 			return &result{kind: errTransient, err: err}
 		}
-		return &result{info: consumerInfo{numAckPending: info.NumAckPending, delivered: info.Delivered.Stream, deliveredC: info.Delivered.Consumer, ackFloor: info.AckFloor.Stream}}
+		ci := consumerInfo{numAckPending: info.NumAckPending, delivered: info.Delivered.Stream, deliveredC: info.Delivered.Consumer, ackFloor: info.AckFloor.Stream}
+		// The pin can move without a pull of ours being answered "pin ID mismatch" (none was
+		// waiting: nats-io/nats.go#1622); the consumer's state names the pinned client.
+		if mine := b.pinID.Load(); mine != nil {
+			for _, g := range info.PriorityGroups {
+				if g.Group == b.cfg.PriorityGroup && g.PinnedClientID != "" && g.PinnedClientID != *mine {
+					ci.pinLost = b.pinID.CompareAndSwap(mine, nil)
+				}
+			}
+		}
+		return &result{info: ci}
 	}
 	return &result{kind: errPermanent, err: fmt.Errorf("consumer: unknown effect %v", e.kind)}
 }

@@ -271,6 +271,7 @@ type consumerInfo struct {
 	numAckPending int
 	delivered     uint64 // Delivered.Stream
 	deliveredC    uint64 // Delivered.Consumer: the last delivery's consumer sequence
+	pinLost       bool   // the consumer names another pinned client than the one our messages came to
 	ackFloor      uint64 // AckFloor.Stream
 }
 
@@ -406,6 +407,11 @@ func (c *core) complete(now time.Time, r result) {
 		return
 	}
 	delete(c.pending, r.id)
+	if r.info.pinLost && c.phase == phaseRunning {
+		// Moved without telling us (no pull of ours was waiting to be answered "pin ID mismatch").
+		c.m.pinLost.Inc()
+		c.handBackUnbatched("the consumer names another pinned instance; events not yet in a batch handed back to it (Nak)")
+	}
 	fn(r)
 	c.pump()
 }

@@ -110,6 +110,7 @@ type simInst struct {
 	lastReq time.Time
 	wake    time.Time
 	downAt  time.Time
+	hadPin  bool // got messages as the pinned client (the runner saw their Nats-Pin-Id)
 }
 
 type simEvent struct {
@@ -311,7 +312,7 @@ func (w *simWorld) quiet() bool {
 
 func (w *simWorld) boot(in *simInst) {
 	in.gen++
-	in.alive, in.pulling, in.wake = true, false, time.Time{}
+	in.alive, in.pulling, in.wake, in.hadPin = true, false, time.Time{}, false
 	cfg := w.cfg
 	if w.verbose {
 		cfg.Logger = zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zapcore.EncoderConfig{MessageKey: "msg", LevelKey: "level",
@@ -452,7 +453,11 @@ func (w *simWorld) storageEffect(in *simInst, e effect) {
 			w.reply(in, e, result{kind: errTransient, err: errSimTimeout})
 			return
 		}
-		w.reply(in, e, result{info: w.info()})
+		ci := w.info()
+		if in.hadPin && w.pinned != nil && w.pinned != in {
+			ci.pinLost, in.hadPin = true, false // the consumer names another pinned client
+		}
+		w.reply(in, e, result{info: ci})
 	case effLedgerList:
 		if w.p(w.f.kvGetFail, "kvListFailed") {
 			w.reply(in, e, result{kind: errTransient, err: errSimTimeout})
@@ -894,6 +899,7 @@ func (w *simWorld) serverTick() {
 		m.delivered++
 		w.cseq++
 		n++
+		in.hadPin = true
 		if lost {
 			w.logf("%s#%d delivery of seq %d lost in transit", in.name, in.gen, m.seq)
 			continue
