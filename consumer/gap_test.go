@@ -27,8 +27,8 @@ func (d *coreDriver) deliverC(typ, lesson string, seq, cseq, delivered uint64) *
 	return it
 }
 
-// answerAll answers every pending effect of kind k with r.
-func (d *coreDriver) answerAll(k effKind, r result) {
+// takeAll removes and returns every pending effect of kind k.
+func (d *coreDriver) takeAll(k effKind) []effect {
 	d.collect()
 	var mine []effect
 	rest := d.effs[:0:0]
@@ -40,7 +40,12 @@ func (d *coreDriver) answerAll(k effKind, r result) {
 		rest = append(rest, e)
 	}
 	d.effs = rest
-	for _, e := range mine {
+	return mine
+}
+
+// answerAll answers every pending effect of kind k with r.
+func (d *coreDriver) answerAll(k effKind, r result) {
+	for _, e := range d.takeAll(k) {
 		d.answer(e, r)
 	}
 }
@@ -49,18 +54,8 @@ func (d *coreDriver) answerAll(k effKind, r result) {
 // answers each create), in order.
 func (d *coreDriver) recordedSeqs() []uint64 {
 	d.t.Helper()
-	d.collect()
 	var seqs []uint64
-	var rest []effect
-	var creates []effect
-	for _, e := range d.effs {
-		if e.kind == effLedgerCreate {
-			creates = append(creates, e)
-			continue
-		}
-		rest = append(rest, e)
-	}
-	d.effs = rest
+	creates := d.takeAll(effLedgerCreate)
 	for _, e := range creates {
 		r, err := parseRecord(e.key, e.value)
 		require.NoError(d.t, err)

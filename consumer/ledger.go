@@ -371,6 +371,22 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 	return n
 }
 
+// indexListing indexes a ledger listing: each record's position by key, the keys that a record
+// replaces, and the messages that some record names.
+func indexListing(recs []*record) (at map[string]int, replaced map[string]bool, named map[uint64]bool) {
+	at, replaced, named = map[string]int{}, map[string]bool{}, map[uint64]bool{}
+	for i, r := range recs {
+		at[r.Key] = i
+		if r.Replaces != "" {
+			replaced[r.Replaces] = true
+		}
+		for _, q := range r.Seqs {
+			named[q] = true
+		}
+	}
+	return at, replaced, named
+}
+
 // reconcile brings the recovered records up to date with a fresh read of the ledger: one that is
 // gone was settled by its owner (its lessons are free, what came back of it is settled without a
 // record: the outcome is de-duplicated by its id); one that changed is acted on as it is now.
@@ -380,20 +396,7 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 // record that replaced one (a technical resubmission by its live owner, under a new key) takes
 // its lessons over without a moment in which they are free (simulation seed 70).
 func (c *core) reconcile(recs []*record, revs []uint64) (orphans []*item, letGo []*batch) {
-	now := map[string]int{}
-	replaced := map[string]bool{}
-	for i, r := range recs {
-		now[r.Key] = i
-		if r.Replaces != "" {
-			replaced[r.Replaces] = true
-		}
-	}
-	named := map[uint64]bool{}
-	for _, r := range recs {
-		for _, q := range r.Seqs {
-			named[q] = true
-		}
-	}
+	now, replaced, named := indexListing(recs)
 	for _, k := range sortedKeys(c.recovering) {
 		rc := c.recovering[k]
 		i, ok := now[k]
@@ -496,20 +499,7 @@ func (c *core) reloaded(recs []*record, revs []uint64, floor uint64) {
 	c.reloading = false
 	defer clear(c.settledKeys)
 	orphans, letGo := c.reconcile(recs, revs)
-	named := map[uint64]bool{}
-	for _, r := range recs {
-		for _, q := range r.Seqs {
-			named[q] = true
-		}
-	}
-	replaced := map[string]bool{}
-	at := map[string]int{}
-	for i, r := range recs {
-		at[r.Key] = i
-		if r.Replaces != "" {
-			replaced[r.Replaces] = true
-		}
-	}
+	at, replaced, named := indexListing(recs)
 	gone := c.goneRC
 	c.goneRC = nil
 	for _, rc := range gone {
