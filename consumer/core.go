@@ -337,6 +337,7 @@ func (c *core) start(now time.Time, f facts) {
 		c.probeAtStart()
 	})
 	c.after(c.heartbeat, c.beat)
+	c.after(10*c.ackWait, c.sweepLedger)
 	c.pump()
 }
 

@@ -550,6 +550,40 @@ func (c *core) reloaded(recs []*record, revs []uint64, floor uint64) {
 	}
 }
 
+// sweepLedger removes orphaned records, every 10 x AckWait: records no instance works on whose
+// messages are all at or below the consumer's ack floor (settled), older than the recovery window.
+// A process killed with a record create in flight can have it land after the next process read
+// the ledger; that one imports the messages as new, and nothing would ever read the record again
+// (TestChaos left one behind).
+func (c *core) sweepLedger() {
+	if c.phase != phaseRunning {
+		if c.phase < phaseRunning {
+			c.after(10*c.ackWait, c.sweepLedger)
+		}
+		return
+	}
+	c.readLedger("sweep ledger", func(recs []*record, revs []uint64) {
+		c.do(effect{kind: effConsumerInfo}, func(ci result) {
+			c.after(10*c.ackWait, c.sweepLedger)
+			if ci.kind != errNone || c.phase != phaseRunning {
+				return
+			}
+			for i, r := range recs {
+				if c.batches[r.Key] != nil || c.floorWaits[r.Key] != nil || c.recovering[r.Key] != nil || r.rebuilt {
+					continue
+				}
+				if c.now.Sub(r.Created) < 2*c.ackWait+c.heartbeat || len(r.Seqs) == 0 ||
+					slices.ContainsFunc(r.Seqs, func(s uint64) bool { return s > ci.info.ackFloor }) {
+					continue
+				}
+				c.log.Info("removing an orphaned ledger record: all its messages were acknowledged",
+					zap.String("batchKey", r.Key), zap.String("state", string(r.State)), zap.Uint64("ackFloor", ci.info.ackFloor))
+				c.deleteRecordOf(r.Key, revs[i], c.log, func() {})
+			}
+		})
+	})
+}
+
 // expireRecovery looks at records whose messages did not all come back within the recovery window.
 // Messages can be late for many reasons (a NATS restart, the start-up barrier, a slow redelivery), so
 // the window alone decides nothing: the consumer's ack floor does. A missing message at or below it
