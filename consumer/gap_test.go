@@ -302,3 +302,28 @@ func TestConsumerNamingAnotherPinnedClientHandsBack(t *testing.T) {
 	assert.Empty(t, d.c.bySeq)
 	assert.Equal(t, 1.0, metricValue(t, d.c.m.pinLost))
 }
+
+// TestSweepRemovesOrphanedRecords: a record nobody works on whose messages are all settled (at or
+// below the ack floor) is removed by the periodic sweep; one with a message above the floor, or
+// younger than the recovery window, stays. TestChaos left such a record: a killed process's create
+// landed after the next process had read the ledger.
+func TestSweepRemovesOrphanedRecords(t *testing.T) {
+	d := newCoreDriver(t, nil)
+	enc := func(key string, seqs ...uint64) []byte {
+		r := &record{Version: recordVersion, Key: key, Mandator: "m1", Action: schemas.ActionCreate, State: stateRecorded,
+			Created: d.now.Add(-time.Hour), Jobs: []recordJob{{JobID: "lb-20260101-" + key, Seqs: seqs, Lessons: []string{"L-" + key}}}, Seqs: seqs}
+		v, err := json.Marshal(r)
+		require.NoError(t, err)
+		return v
+	}
+	d.advance(10 * d.c.ackWait)
+	d.answer(d.expect(effLedgerList), result{records: []rawRecord{
+		{key: "b-settled", rev: 3, value: enc("b-settled", 1, 2)},
+		{key: "b-open", rev: 4, value: enc("b-open", 2, 3)},
+	}})
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{ackFloor: 2, delivered: 3, numAckPending: 1}})
+	dels := d.takeAll(effLedgerDelete)
+	require.Len(t, dels, 1)
+	assert.Equal(t, "b-settled", dels[0].key)
+	assert.Equal(t, uint64(3), dels[0].rev)
+}
