@@ -89,7 +89,7 @@ func (c *core) waitFor(outstanding int, floor uint64, mine int) {
 	br.gen++
 	gen := br.gen
 	br.state, br.outstanding, br.floor = barrierWaiting, outstanding, floor
-	br.deadline = c.now.Add(2*c.ackWait + c.heartbeat)
+	br.deadline = c.now.Add(c.window())
 	c.after(c.heartbeat, func() { c.recheckBarrier(gen) })
 	c.log.Info("messages are outstanding elsewhere (another instance, or deliveries lost on the way); new events wait for them",
 		zap.Int("outstanding", outstanding), zap.Int("held", mine), zap.Uint64("upToStreamSeq", floor),
@@ -182,7 +182,7 @@ func (c *core) parkAtBarrier(it *item) bool {
 	if br.state == barrierUnprobed {
 		br.state = barrierProbing
 		br.gen++
-		c.probeOutstanding(br.gen, c.now.Add(2*c.ackWait+c.heartbeat))
+		c.probeOutstanding(br.gen, c.now.Add(c.window()))
 	}
 	return true
 }
@@ -221,15 +221,19 @@ func (c *core) openThroughLedger() {
 	c.log.Info("barrier open", zap.String("why", "waited the window; messages still outstanding elsewhere, the ledger is read first"),
 		zap.Int("released", len(br.parked)))
 	br.state, br.regap = barrierOpen, false
-	parked := br.parked
-	br.parked = nil
-	c.m.barrierParked.Set(0)
-	if len(parked) == 0 {
-		return
+	if parked := c.takeParked(); len(parked) > 0 {
+		c.limbo = append(c.limbo, parked...)
+		c.reload()
 	}
+}
+
+// takeParked empties the barrier's parked events and returns them in stream order.
+func (c *core) takeParked() []*item {
+	parked := c.barrier.parked
+	c.barrier.parked = nil
+	c.m.barrierParked.Set(0)
 	slices.SortFunc(parked, func(x, y *item) int { return cmp.Compare(x.seq, y.seq) })
-	c.limbo = append(c.limbo, parked...)
-	c.reload()
+	return parked
 }
 
 // openBarrier admits the parked events in stream order (publish order).
@@ -242,10 +246,7 @@ func (c *core) openBarrier(why string) {
 		c.log.Info("barrier open", zap.String("why", why), zap.Int("released", len(br.parked)))
 	}
 	br.state, br.regap = barrierOpen, false
-	parked := br.parked
-	br.parked = nil
-	c.m.barrierParked.Set(0)
-	slices.SortFunc(parked, func(x, y *item) int { return cmp.Compare(x.seq, y.seq) })
+	parked := c.takeParked()
 	for i, it := range parked {
 		if c.phase != phaseRunning {
 			br.parked = parked[i:] // drained() naks them
@@ -283,5 +284,5 @@ func (c *core) openOrReprobe(why string) {
 	br.regap = false
 	br.state = barrierProbing
 	br.gen++
-	c.probeOutstanding(br.gen, c.now.Add(2*c.ackWait+c.heartbeat))
+	c.probeOutstanding(br.gen, c.now.Add(c.window()))
 }

@@ -234,8 +234,10 @@ var pinLostMark = &item{}
 func (b *Bridge) onMsg(msg jetstream.Msg) {
 	if b.cfg.PriorityGroup != "" {
 		if h := msg.Headers(); h != nil {
-			if pin := h.Get("Nats-Pin-Id"); pin != "" && (b.pinID.Load() == nil || *b.pinID.Load() != pin) {
-				b.pinID.Store(&pin)
+			if pin := h.Get("Nats-Pin-Id"); pin != "" {
+				if mine := b.pinID.Load(); mine == nil || *mine != pin {
+					b.pinID.Store(&pin)
+				}
 			}
 		}
 	}

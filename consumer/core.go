@@ -359,27 +359,30 @@ func (c *core) deliver(now time.Time, it *item) {
 // one holds among them. What this one holds and has not recorded in a batch (pending in a group,
 // waiting behind a batch, parked at the barrier, waiting for a ledger read) goes back at once
 // (Nak): the server redelivers it to the pinned instance, in stream order, where its barrier counts
-// it back. Batches already recorded go on here; the pinned instance sees their records in the
-// ledger and keeps their lessons until they settle (barrier, indexRecords).
+// it back. Batches already cut go on here; the pinned instance sees their records in the ledger
+// and keeps their lessons until they settle (barrier, indexRecords) — unless it read the ledger
+// before a record landed (a KV write hanging through a leader's loss: README, known limits).
 func (c *core) lostPin(now time.Time) {
 	c.setNow(now)
 	c.fire()
+	c.pinMoved("the pin moved to another instance; events not yet in a batch handed back to it (Nak)")
+	c.pump()
+}
+
+// pinMoved hands back what is held outside a batch when another instance got the pin.
+func (c *core) pinMoved(why string) {
 	if c.phase == phaseRunning {
 		c.m.pinLost.Inc()
-		c.handBackUnbatched("the pin moved to another instance; events not yet in a batch handed back to it (Nak)")
+		c.handBackUnbatched(why)
 	}
-	c.pump()
 }
 
 // handBackUnbatched naks, in stream order, every held event that is not in a batch (pending,
 // waiting behind a batch, parked at the barrier, waiting for a ledger read) and arms the barrier
 // again: another instance may get newer events of those lessons, and they must reach it first.
 func (c *core) handBackUnbatched(why string) {
-	var back []*item
-	back = append(back, c.barrier.parked...)
-	back = append(back, c.limbo...)
-	c.barrier.parked, c.limbo = nil, nil
-	c.m.barrierParked.Set(0)
+	back := append(c.takeParked(), c.limbo...)
+	c.limbo = nil
 	for k, st := range c.lessons {
 		back = append(back, st.all()...)
 		st.pending, st.waiting = nil, nil
@@ -408,10 +411,9 @@ func (c *core) complete(now time.Time, r result) {
 		return
 	}
 	delete(c.pending, r.id)
-	if r.info.pinLost && c.phase == phaseRunning {
+	if r.info.pinLost {
 		// Moved without telling us (no pull of ours was waiting to be answered "pin ID mismatch").
-		c.m.pinLost.Inc()
-		c.handBackUnbatched("the consumer names another pinned instance; events not yet in a batch handed back to it (Nak)")
+		c.pinMoved("the consumer names another pinned instance; events not yet in a batch handed back to it (Nak)")
 	}
 	fn(r)
 	c.pump()
@@ -534,6 +536,10 @@ func (c *core) jitter(d time.Duration) time.Duration {
 	}
 	return time.Duration(float64(d) * (1 - j + 2*j*c.rnd.Float64()))
 }
+
+// window is the barrier's and the recovery's wait for messages outstanding elsewhere: the server
+// redelivers an expired message within about an AckWait, and looks for them about once per AckWait.
+func (c *core) window() time.Duration { return 2*c.ackWait + c.heartbeat }
 
 // newUUID is a UUIDv7 from the core's clock and random source.
 func (c *core) newUUID() string { return uuid.UUID(c.uuidV7()).String() }
@@ -708,9 +714,7 @@ func (c *core) drained() {
 	c.drainHeld = nil
 	nak = append(nak, c.limbo...)
 	c.limbo = nil
-	nak = append(nak, c.barrier.parked...)
-	c.barrier.parked = nil
-	c.m.barrierParked.Set(0)
+	nak = append(nak, c.takeParked()...)
 	for k, st := range c.lessons {
 		if st.inflight != nil {
 			continue

@@ -157,12 +157,7 @@ func (c *core) parseRecords(raw []rawRecord) ([]*record, []uint64, error) {
 	// messages another record names has run (a technical resubmission replaced it, or it split
 	// again) and is not rebuilt (simulation seed 8744: the rebuilt child settled an event that its
 	// replacement had settled already).
-	claimed := map[uint64]bool{}
-	for _, r := range recs {
-		for _, s := range r.Seqs {
-			claimed[s] = true
-		}
-	}
+	_, _, claimed := indexListing(recs)
 	for _, r := range recs[:len(recs):len(recs)] {
 		kids, err := rebuildChildren(r, have)
 		if err != nil {
@@ -271,7 +266,7 @@ type recovering struct {
 // indexRecords registers records of batches this process does not work on and returns how many.
 func (c *core) indexRecords(recs []*record, revs []uint64) int {
 	n := 0
-	deadline := c.now.Add(2*c.ackWait + c.heartbeat)
+	deadline := c.now.Add(c.window())
 	replaced := map[string]bool{}
 	for _, r := range recs {
 		if r.Replaces != "" {
@@ -572,7 +567,7 @@ func (c *core) sweepLedger() {
 				if c.batches[r.Key] != nil || c.floorWaits[r.Key] != nil || c.recovering[r.Key] != nil || r.rebuilt {
 					continue
 				}
-				if c.now.Sub(r.Created) < 2*c.ackWait+c.heartbeat || len(r.Seqs) == 0 ||
+				if c.now.Sub(r.Created) < c.window() || len(r.Seqs) == 0 ||
 					slices.ContainsFunc(r.Seqs, func(s uint64) bool { return s > ci.info.ackFloor }) {
 					continue
 				}
