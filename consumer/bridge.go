@@ -151,8 +151,7 @@ func (b *Bridge) Run(ctx context.Context) (err error) {
 		}
 	}()
 	c := b.core
-	c.start(b.now(), facts{AckWait: b.ackWait, MaxAckPending: topo.consumer.CachedInfo().Config.MaxAckPending,
-		OwnerGrace: opTimeout + 2*time.Second})
+	c.start(b.now(), facts{AckWait: b.ackWait, MaxAckPending: topo.consumer.CachedInfo().Config.MaxAckPending})
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	stop := ctx.Done()

@@ -139,8 +139,7 @@ type core struct {
 	goneRC    []*recovering          // resumed, but their record was gone: routed after the next ledger read
 	missed    map[lessonKey][]*batch // recovered batches that found their lesson in flight here
 
-	leaseAt    time.Time     // when the last confirmed heartbeat round was sent (see leaseEnd)
-	ownerGrace time.Duration // facts.OwnerGrace
+	leaseAt time.Time // when the last confirmed heartbeat round was sent (see leaseEnd)
 
 	phase   phase
 	paused  bool
@@ -171,10 +170,6 @@ type randSource interface {
 type facts struct {
 	AckWait       time.Duration // the consumer's real AckWait
 	MaxAckPending int           // the consumer's real MaxAckPending (<= 0: unlimited)
-	// OwnerGrace: how long another instance's write may still land after it was issued (the
-	// runner's KV request timeout and a retry). A recorded batch taken over is resubmitted only
-	// once its record is that old (resumeFrom).
-	OwnerGrace time.Duration
 }
 
 type effKind int
@@ -333,7 +328,6 @@ func (c *core) start(now time.Time, f facts) {
 	if hb := c.ackWait / 3; hb < c.heartbeat || c.heartbeat <= 0 {
 		c.heartbeat = hb
 	}
-	c.ownerGrace = f.OwnerGrace
 	c.bounded = f.MaxAckPending > 0 && f.MaxAckPending <= c.cfg.MaxHeld+2*c.cfg.PullBatch
 	c.phase = phaseListing
 	c.readLedger("read ledger", func(recs []*record, revs []uint64) {

@@ -327,35 +327,3 @@ func TestSweepRemovesOrphanedRecords(t *testing.T) {
 	assert.Equal(t, "b-settled", dels[0].key)
 	assert.Equal(t, uint64(3), dels[0].rev)
 }
-
-// TestTakeoverWaitsForTheOwnersWrite: a recorded batch of another instance whose messages all came
-// back is resubmitted only once its record is older than the owner's write could still take; read
-// again then, it shows the owner's "accepted" (the write hung through a node's loss) and is polled,
-// not resubmitted into a "Duplicate JobId" and an in_doubt outcome
-// (TestClusterLeaderLoss/consumer/2-instances failed so in CI).
-func TestTakeoverWaitsForTheOwnersWrite(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
-	rec := func(state batchState, batchID string) []byte {
-		r := &record{Version: recordVersion, Key: "b-1", Mandator: "m1", Action: schemas.ActionCreate, State: state, BatchID: batchID,
-			Created: now, Jobs: []recordJob{{JobID: "lb-20260101-x", Seqs: seqList{1}, Lessons: []string{"L-1"}}}, Seqs: seqList{1}}
-		v, err := json.Marshal(r)
-		require.NoError(t, err)
-		return v
-	}
-	grace := 12 * time.Second
-	d := newCoreDriverWith(t, nil, facts{OwnerGrace: grace}, []rawRecord{{key: "b-1", rev: 5, value: rec(stateRecorded, "")}},
-		consumerInfo{numAckPending: 1, delivered: 1})
-	d.deliverSeq(schemas.TypeLessonCreated, "L-1", 1, 2)
-	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{numAckPending: 1, delivered: 1}})
-	d.reload(result{records: []rawRecord{{key: "b-1", rev: 5, value: rec(stateRecorded, "")}}})
-	d.none(effSubmit)
-	for waited := time.Duration(0); waited < grace; waited += d.c.heartbeat {
-		d.advance(d.c.heartbeat)
-		d.answerAll(effBeat, result{})
-		d.none(effSubmit)
-	}
-	d.reload(result{records: []rawRecord{{key: "b-1", rev: 9, value: rec(stateAccepted, "4711")}}})
-	d.advance(time.Second)
-	d.none(effSubmit)
-	assert.Equal(t, "4711", d.expect(effPoll).batchID)
-}

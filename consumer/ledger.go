@@ -891,19 +891,6 @@ func (c *core) resumeFrom(rc *recovering) {
 		c.holdRebuilt(bt)
 		bt.state, bt.ledgerRev = stateRecorded, 0
 		c.record(bt, 0)
-	case complete && c.now.Sub(r.Created) < c.ownerGrace:
-		// Its owner may be alive, its "accepted" write still on its way (a KV request hanging
-		// through a node's loss): resubmitting now would make JobManager refuse our JobIDs as
-		// duplicates and the batch in doubt (TestClusterLeaderLoss/consumer/2-instances in CI). Read
-		// the record again when it is old enough.
-		bt.log.Info("recorded batch of another instance: reading its record again before resubmitting",
-			zap.Duration("in", r.Created.Add(c.ownerGrace).Sub(c.now)))
-		c.at(r.Created.Add(c.ownerGrace), func() {
-			if !bt.dead && c.batches[bt.key] == bt {
-				c.goneRC = append(c.goneRC, rc)
-				c.reload()
-			}
-		})
 	case complete:
 		bt.log.Warn("resubmitting a recorded batch with its JobIDs; a duplicate answer means the first submit went through",
 			zap.Int("events", len(bt.items)))

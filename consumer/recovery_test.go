@@ -164,9 +164,7 @@ func TestCrashBetweenSubmitAndLedgerIsInDoubt(t *testing.T) {
 
 	h.cfg.Hooks.AfterSubmit = nil
 	h.start()
-	// The recorded batch is resubmitted once its record is older than the owner grace (12 s):
-	// the restarted process cannot tell its dead predecessor from a live owner.
-	os := h.waitEvents(1, 30*time.Second)
+	os := h.waitEvents(1, 10*time.Second)
 	h.waitDrained(5 * time.Second)
 	require.Len(t, os, 1)
 	o := os[0].Data
