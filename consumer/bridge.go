@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -513,35 +512,32 @@ func (b *Bridge) listLedger(ctx context.Context) ([]rawRecord, error) {
 	return out, nil
 }
 
-// ackConfirmed sends body (Ack or Term) for every ref with a reply subject of its own and returns
-// the stream sequences whose ack the server confirmed within ctx (or 5s).
+// ackConfirmed sends body (Ack or Term) for every ref: all but the last fire and forget, the last
+// one a request. The server processes a connection's messages in order and answers the request
+// after the others, so its answer confirms them all, unless the connection was re-established in
+// between (what the old one still buffered may be lost): then none counts as confirmed. It returns
+// the stream sequences confirmed within ctx (or 5s): all of them or none. On a cluster a consumer
+// leader change can still lose an ack the answer seems to confirm; the ack-floor wait covers that
+// (awaitAckFloor).
 func (b *Bridge) ackConfirmed(ctx context.Context, refs []ackRef, body []byte) []uint64 {
-	inbox := nats.NewInbox()
-	ch := make(chan *nats.Msg, len(refs)+16)
-	sub, err := b.nc.ChanSubscribe(inbox+".*", ch)
-	if err != nil {
+	if len(refs) == 0 {
 		return nil
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	_ = sub.SetPendingLimits(-1, -1)
-	for i, a := range refs {
-		_ = b.nc.PublishRequest(a.reply, inbox+"."+strconv.Itoa(i), body)
+	before := b.nc.Stats().Reconnects
+	last := len(refs) - 1
+	for _, a := range refs[:last] {
+		if err := b.nc.Publish(a.reply, body); err != nil {
+			return nil
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	got := make([]bool, len(refs))
-	var acked []uint64
-	for len(acked) < len(refs) {
-		select {
-		case m := <-ch:
-			i, err := strconv.Atoi(m.Subject[len(inbox)+1:])
-			if err == nil && i >= 0 && i < len(refs) && !got[i] {
-				got[i] = true
-				acked = append(acked, refs[i].seq)
-			}
-		case <-ctx.Done():
-			return acked
-		}
+	if _, err := b.nc.RequestWithContext(ctx, refs[last].reply, body); err != nil || b.nc.Stats().Reconnects != before {
+		return nil
+	}
+	acked := make([]uint64, len(refs))
+	for i, a := range refs {
+		acked[i] = a.seq
 	}
 	return acked
 }

@@ -35,7 +35,8 @@ import (
 //	effSubmit, effPoll                        JobManager
 //	effPublishOutcome, effPublishDeadLetter   JetStream publishes with Nats-Msg-Id
 //	effGetBody                                GetMsg of a failed event's original body
-//	effAck                                    final Ack/Term of many messages, each confirmed
+//	effAck                                    final Ack/Term of many messages; the last one confirmed,
+//	                                          which confirms them all, or none is (all or nothing)
 //	effSignal                                 fire-and-forget Nak / Term / InProgress
 //	effBeat                                   InProgress for every held message; the last one confirmed
 //	effConsumerInfo                           NumAckPending, Delivered, AckFloor

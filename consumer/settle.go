@@ -182,12 +182,15 @@ func (c *core) deadLetters(bt *batch, d *schemas.OutcomeData, i int) {
 // with its record kept.
 const ackRounds = 8
 
-// finalAcks sends every item's final ack-protocol message (Ack or Term), each asking for the
-// server's confirmation, and repeats the unconfirmed ones. Finding 1: only when every ack is
-// confirmed does the ledger record go; a confirmed last ack says nothing about the others (a
-// consumer leader change drops acks). When the rounds are spent the batch is released with its
-// record kept: messages whose ack was lost come back, the ledger re-read finds the settling record
-// and they are settled from it, never resubmitted.
+// finalAcks sends every item's final ack-protocol message (Ack or Term); the last one asks for the
+// server's confirmation, which confirms the others sent before it on the same connection (the
+// runner takes none as confirmed when the connection was re-established on the way). Unconfirmed
+// acks are sent again. Finding 1 (a consumer leader change can drop an ack while a later one is
+// confirmed, on a cluster) is covered by the ack-floor wait after it: the record stays until the
+// floor passes every message, and a message whose ack was lost is settled again from it. When the
+// rounds are spent the batch is released with its record kept: messages whose ack was lost come
+// back, the ledger re-read finds the settling record and they are settled from it, never
+// resubmitted.
 func (c *core) finalAcks(bt *batch, body []byte) {
 	left := map[uint64]*item{}
 	for _, it := range bt.items {

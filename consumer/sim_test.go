@@ -32,7 +32,8 @@ type simFaults struct {
 	pubFail                                    float64 // JetStream publishes failing (not stored)
 	getMsgFail, purged                         float64 // GetMsg timeouts; messages gone from the stream (per message)
 	infoFail                                   float64 // consumer info failing
-	signalDrop, ackDrop, ackReplyLost          float64 // fire-and-forget signals dropped; final acks dropped; confirmations lost
+	signalDrop, ackDrop, ackReplyLost          float64 // fire-and-forget signals dropped; final acks lost from some point on with their connection (per round); confirmations lost
+	ackSilent                                  float64 // per final ack: lost although the round's confirmation comes (a consumer leader change on a cluster)
 	jm5xx, jm429, jmLost                       float64 // JobManager 503, 429 + Retry-After, lost responses (applied)
 	crash                                      float64 // per server tick: an instance crashes
 	outage                                     float64 // per server tick: a JobManager 401 or connection-refused period begins
@@ -45,7 +46,7 @@ type simFaults struct {
 
 func defaultSimFaults() simFaults {
 	return simFaults{kvTimeoutApplied: 0.03, kvTimeoutLost: 0.03, kvGetFail: 0.02, pubFail: 0.03, getMsgFail: 0.1, purged: 0.05,
-		infoFail: 0.1, signalDrop: 0.05, ackDrop: 0.1, ackReplyLost: 0.05, jm5xx: 0.05, jm429: 0.03, jmLost: 0.03,
+		infoFail: 0.1, signalDrop: 0.05, ackDrop: 0.1, ackReplyLost: 0.05, ackSilent: 0.002, jm5xx: 0.05, jm429: 0.03, jmLost: 0.03,
 		crash: 0.004, outage: 0.002, invalid: 0.03, bad: 0.03, technical: 0.03, lost: 0.005, pinMove: 0.002, consumerOutage: 0.0005}
 }
 
@@ -437,15 +438,26 @@ func (w *simWorld) storageEffect(in *simInst, e effect) {
 		}
 		w.reply(in, e, result{})
 	case effAck:
-		var acked []uint64
-		for _, a := range e.acks {
-			if w.p(w.f.ackDrop, "ackDropped") {
+		// All but the last fire and forget, the last a request whose answer confirms the round. A
+		// connection lost on the way loses the acks from some point on and the answer; a consumer
+		// leader change loses one silently, and the new leader answers the round anyway.
+		cut := len(e.acks)
+		if w.p(w.f.ackDrop, "acksLost") {
+			cut = w.rnd.IntN(len(e.acks))
+		}
+		for i, a := range e.acks[:cut] {
+			if i < len(e.acks)-1 && w.p(w.f.ackSilent, "ackSilentlyLost") {
 				continue
 			}
 			w.ackProto(a.seq, e.body)
-			if !w.p(w.f.ackReplyLost, "ackReplyLost") {
-				acked = append(acked, a.seq)
-			}
+		}
+		if cut < len(e.acks) || w.p(w.f.ackReplyLost, "ackReplyLost") {
+			w.reply(in, e, result{})
+			return
+		}
+		acked := make([]uint64, 0, len(e.acks))
+		for _, a := range e.acks {
+			acked = append(acked, a.seq)
 		}
 		w.reply(in, e, result{acked: acked})
 	case effConsumerInfo:
