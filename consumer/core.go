@@ -132,7 +132,7 @@ type core struct {
 	floorProbe   bool
 	settledKeys  map[string]bool
 	floorWaits   map[string]*floorWait // settled here, record kept until the ack floor passes (settle.go)
-	floorBySeq   map[uint64]*floorWait
+	floorWaitN   uint64
 	floorTimer   bool
 
 	breaker   breaker
@@ -288,7 +288,6 @@ func newCore(cfg Config, m *Metrics, rnd randSource) *core {
 		recoverBySeq: map[uint64]*recovering{},
 		settledKeys:  map[string]bool{},
 		floorWaits:   map[string]*floorWait{},
-		floorBySeq:   map[uint64]*floorWait{},
 		missed:       map[lessonKey][]*batch{},
 	}
 }

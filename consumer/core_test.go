@@ -316,7 +316,7 @@ func TestConfirmedAckLostAtLeaderChange(t *testing.T) {
 	d.advance(floorCheckEvery)
 	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{ackFloor: seqs[1]}})
 	d.expect(effLedgerDelete)
-	assert.Empty(t, d.c.floorBySeq)
+	assert.Empty(t, d.c.floorWaits)
 }
 
 // TestSettledRecordWaitsForTheFloorBounded: one message held by a long batch keeps the ack floor

@@ -192,7 +192,7 @@ const ackRounds = 8
 // back, the ledger re-read finds the settling record and they are settled from it, never
 // resubmitted.
 func (c *core) finalAcks(bt *batch, body []byte) {
-	left := map[uint64]*item{}
+	left := make(map[uint64]*item, len(bt.items))
 	for _, it := range bt.items {
 		left[it.seq] = it
 	}
@@ -247,6 +247,7 @@ type floorWait struct {
 	body   []byte // the final ack-protocol message (Ack or Term)
 	since  time.Time
 	log    *zap.Logger
+	n      uint64 // the order in which records began to wait (the newest names a message first)
 }
 
 // floorCheckEvery is how often the consumer's ack floor is asked for while settled records wait for
@@ -260,13 +261,14 @@ func (c *core) awaitAckFloor(bt *batch, body []byte) {
 		c.deleteRecord(bt)
 		return
 	}
-	w := &floorWait{key: bt.key, rev: bt.ledgerRev, body: body, since: c.now, log: bt.log}
+	c.floorWaitN++
+	w := &floorWait{key: bt.key, rev: bt.ledgerRev, body: body, since: c.now, log: bt.log, n: c.floorWaitN}
 	w.seqs = make([]uint64, 0, len(bt.items))
 	for _, it := range bt.items {
 		w.maxSeq = max(w.maxSeq, it.seq)
 		w.seqs = append(w.seqs, it.seq)
-		c.floorBySeq[it.seq] = w
 	}
+	slices.Sort(w.seqs)
 	c.floorWaits[bt.key] = w
 	c.released(bt, false)
 	c.scheduleFloorCheck()
@@ -313,20 +315,33 @@ func (c *core) checkAckFloor() {
 func (c *core) floorMaxWait() time.Duration { return 4*c.ackWait + 30*time.Second }
 
 func (c *core) forgetFloorWait(w *floorWait) {
-	delete(c.floorWaits, w.key)
-	for _, s := range w.seqs {
-		if c.floorBySeq[s] == w {
-			delete(c.floorBySeq, s)
+	if c.floorWaits[w.key] == w {
+		delete(c.floorWaits, w.key)
+	}
+}
+
+// floorWaitOf is the newest settled record waiting for the ack floor that names seq, or nil. Only
+// redeliveries ask, so a look through the waiting records (few: each goes once the floor passes,
+// within a second or two) costs less than an index entry per settled message.
+func (c *core) floorWaitOf(seq uint64) *floorWait {
+	var found *floorWait
+	for _, w := range c.floorWaits {
+		if _, ok := slices.BinarySearch(w.seqs, seq); ok && (found == nil || w.n > found.n) {
+			found = w
 		}
 	}
+	return found
 }
 
 // settledAgain takes a redelivered message of a batch that settled here and whose record waits for
 // the ack floor: its ack was confirmed but lost (a consumer leader change). It is acknowledged again
 // with the same final message, confirmed, and never admitted as a new event.
 func (c *core) settledAgain(it *item) bool {
-	w := c.floorBySeq[it.seq]
-	if w == nil || !it.redelivered {
+	if !it.redelivered {
+		return false
+	}
+	w := c.floorWaitOf(it.seq)
+	if w == nil {
 		return false
 	}
 	w.log.Warn("a message of a settled batch came back (its confirmed ack was lost); acknowledging it again",
