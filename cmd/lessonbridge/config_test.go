@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/big"
 	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -430,4 +431,19 @@ func TestPprofFlag(t *testing.T) {
 	_, errs = parseRunFlags(t, "--jobmanager-url", "http://jm:8080", "--pprof", "on", "--http-addr", "").settings(fstest.MapFS{})
 	assert.Equal(t, []string{`--pprof (LESSONBRIDGE_PPROF) "on": needs --http-addr (it is served there)`}, errorTexts(errs))
 
+}
+
+// The collector's target: 200 unless the operator set GOGC, which is left as it is.
+func TestGCDefaultUnlessGOGCIsSet(t *testing.T) {
+	was := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(was) })
+
+	env := map[string]string{}
+	assert.Equal(t, "200", gcDefault(func(k string) string { return env[k] }))
+	assert.Equal(t, 200, debug.SetGCPercent(100), "no GOGC: the bridge's default is in effect")
+
+	env["GOGC"] = "50"
+	debug.SetGCPercent(50) // as the runtime does at start for GOGC=50
+	assert.Equal(t, "50", gcDefault(func(k string) string { return env[k] }))
+	assert.Equal(t, 50, debug.SetGCPercent(100), "GOGC set: left as the operator chose")
 }
