@@ -185,6 +185,10 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	}
 	for _, e := range c.Env {
+		if e.Name == "GOMEMLIMIT" { // the Go runtime's, not run's: a size with a unit
+			assert.Regexp(t, `^[0-9]+(B|KiB|MiB|GiB)$`, e.Value, "GOMEMLIMIT")
+			continue
+		}
 		_, ok := byEnv[e.Name]
 		assert.True(t, ok, "%s names no flag of run", e.Name)
 		assert.Nil(t, e.ValueFrom, "%s: secrets are mounted as files, not put into the environment", e.Name)
