@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"cmp"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -210,6 +211,32 @@ func (c *core) record(bt *batch, delay time.Duration) {
 	})
 }
 
+// handBackKept sends back (Nak, in stream order) the events kept behind bt since the pin moved
+// while its record was being written (handBackUnbatched): the record is in the ledger now
+// (ledgerWrite, any first write of a batch: a new batch, a resubmission as new, a rebuilt child),
+// so the pinned instance, reading it, keeps their lesson behind bt.
+func (c *core) handBackKept(bt *batch) {
+	var back []*item
+	for _, p := range bt.lessons {
+		st := c.lessons[p.key]
+		if st == nil || st.inflight != bt || !st.handBack {
+			continue
+		}
+		st.handBack = false
+		back = append(back, st.waiting...)
+		st.waiting = nil
+	}
+	if len(back) == 0 {
+		return
+	}
+	slices.SortFunc(back, func(a, b *item) int { return cmp.Compare(a.seq, b.seq) })
+	for _, it := range back {
+		delete(c.bySeq, it.seq)
+	}
+	bt.log.Info("record in the ledger; the events kept behind the batch since the pin moved go back (Nak)", zap.Int("handedBack", len(back)))
+	c.signal(ackNak, back...)
+}
+
 // abandon gives up a batch whose record landed after its messages' lease ran out: another
 // instance may have them and, not seeing the record when it read the ledger, import them. The
 // record goes, the messages go back (Nak; a copy another instance holds is not disturbed), and so
@@ -219,7 +246,7 @@ func (c *core) abandon(bt *batch) {
 		zap.Int("events", len(bt.items)))
 	c.m.leaseLapsed.Inc()
 	items := slices.Clone(bt.items)
-	c.handBackUnbatched("events not in a recorded batch handed back with it (Nak)")
+	c.handBackUnbatched("events not in a recorded batch handed back with it (Nak)", false)
 	c.deleteRecordOf(bt.key, bt.ledgerRev, bt.log, func() {})
 	c.released(bt, true)
 	c.signal(ackNak, items...)

@@ -360,8 +360,9 @@ func (c *core) deliver(now time.Time, it *item) {
 // waiting behind a batch, parked at the barrier, waiting for a ledger read) goes back at once
 // (Nak): the server redelivers it to the pinned instance, in stream order, where its barrier counts
 // it back. Batches already cut go on here; the pinned instance sees their records in the ledger
-// and keeps their lessons until they settle (barrier, indexRecords) — unless it read the ledger
-// before a record landed (a KV write hanging through a leader's loss: README, known limits).
+// and keeps their lessons until they settle (barrier, indexRecords). A batch whose record has not
+// landed yet (a KV write hanging through a leader's loss) it cannot see: the events behind such a
+// batch stay here until the record lands (handBackUnbatched, handBackKept).
 func (c *core) lostPin(now time.Time) {
 	c.setNow(now)
 	c.fire()
@@ -369,21 +370,49 @@ func (c *core) lostPin(now time.Time) {
 	c.pump()
 }
 
-// pinMoved hands back what is held outside a batch when another instance got the pin.
+// pinMoved hands back what is held outside a batch when another instance got the pin. Events
+// waiting behind a batch whose ledger record has not landed yet stay (keepBehindUnrecorded).
 func (c *core) pinMoved(why string) {
 	if c.phase == phaseRunning {
 		c.m.pinLost.Inc()
-		c.handBackUnbatched(why)
+		c.handBackUnbatched(why, true)
 	}
 }
 
 // handBackUnbatched naks, in stream order, every held event that is not in a batch (pending,
 // waiting behind a batch, parked at the barrier, waiting for a ledger read) and arms the barrier
 // again: another instance may get newer events of those lessons, and they must reach it first.
-func (c *core) handBackUnbatched(why string) {
-	back := append(c.takeParked(), c.limbo...)
+//
+// With keepBehindUnrecorded (the pin moved; our messages are still leased) the events waiting
+// behind a batch of ours whose ledger record has not landed (in the gate, or parked at the
+// barrier) stay: the pinned instance cannot see
+// that batch (its KV write may hang for seconds through a leader's loss) and would import them
+// before it. They go back once the record has landed (handBackKept: the pinned instance's ledger
+// read then keeps the lesson behind it), or when the batch is done without one (release). A lapsed
+// lease hands back everything: those messages may be elsewhere already.
+func (c *core) handBackUnbatched(why string, keepBehindUnrecorded bool) {
+	keep := func(st *lessonState) bool {
+		return keepBehindUnrecorded && st != nil && st.pending == nil && st.inflight != nil && !st.inflight.dead &&
+			st.inflight.state == stateRecorded && st.inflight.ledgerRev == 0
+	}
+	var back []*item
+	kept := 0
+	for _, it := range c.takeParked() { // parked at the barrier: in stream order, after the batch's
+		if st := c.lessons[lessonKey{it.mandator, it.ev.Data.LessonID}]; keep(st) {
+			st.waiting = append(st.waiting, it)
+			continue
+		}
+		back = append(back, it)
+	}
+	back = append(back, c.limbo...)
 	c.limbo = nil
 	for k, st := range c.lessons {
+		if keep(st) {
+			slices.SortFunc(st.waiting, func(a, b *item) int { return cmp.Compare(a.seq, b.seq) })
+			st.handBack = true
+			kept += len(st.waiting)
+			continue
+		}
 		back = append(back, st.all()...)
 		st.pending, st.waiting = nil, nil
 		if st.inflight == nil {
@@ -399,7 +428,7 @@ func (c *core) handBackUnbatched(why string) {
 	br := &c.barrier
 	br.gen++
 	br.state, br.regap = barrierUnprobed, false
-	c.log.Info(why, zap.Int("handedBack", len(back)), zap.Int("batchesInFlight", len(c.batches)))
+	c.log.Info(why, zap.Int("handedBack", len(back)), zap.Int("keptBehindUnrecordedBatches", kept), zap.Int("batchesInFlight", len(c.batches)))
 }
 
 // complete feeds an effect's result back.
@@ -674,7 +703,7 @@ func (c *core) renewLease(sent time.Time) {
 			bt.suspect = true
 		}
 	}
-	c.handBackUnbatched("heartbeats did not reach the server for longer than AckWait; events not in a recorded batch handed back (Nak)")
+	c.handBackUnbatched("heartbeats did not reach the server for longer than AckWait; events not in a recorded batch handed back (Nak)", false)
 }
 
 // signal sends one ack-protocol message for items, fire and forget.

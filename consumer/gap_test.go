@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lessonbridge/lessonbridge/jobmanager"
 	"github.com/lessonbridge/lessonbridge/schemas"
 )
 
@@ -326,4 +327,65 @@ func TestSweepRemovesOrphanedRecords(t *testing.T) {
 	require.Len(t, dels, 1)
 	assert.Equal(t, "b-settled", dels[0].key)
 	assert.Equal(t, uint64(3), dels[0].rev)
+}
+
+// TestLostPinKeepsEventsBehindAnUnrecordedBatch: the pin moves while a batch's ledger record is
+// still being written (its KV request hangs through the ledger leader's loss). The newly pinned
+// instance cannot see that batch, so an update of its lesson handed back now would be imported
+// there first (TestClusterLeaderLoss/ledger/2-instances did, in CI: "Raum 1" applied after
+// "Raum 4"). The update stays here, leased by the heartbeats, until the record has landed (the
+// pinned instance's ledger read then keeps the lesson behind the batch), and only then goes back;
+// what no unrecorded batch holds back goes back at once.
+func TestLostPinKeepsEventsBehindAnUnrecordedBatch(t *testing.T) {
+	d := newCoreDriver(t, nil)
+	d.deliverC(schemas.TypeLessonCreated, "L-2", 1, 1, 1)
+	d.advance(d.c.cfg.BatchLinger)
+	create := d.expect(effLedgerCreate)                   // not answered yet: the write hangs
+	d.deliverC(schemas.TypeLessonUpdated, "L-2", 2, 2, 1) // waits behind L-2's batch
+	d.deliverC(schemas.TypeLessonCreated, "L-1", 3, 3, 1) // pending in its group
+	d.collect()
+	d.effs = nil
+
+	d.c.lostPin(d.now)
+	assert.Equal(t, []uint64{3}, d.nakked(), "only the event no unrecorded batch holds back goes back")
+	d.effs = nil
+	d.advance(d.c.heartbeat)
+	assert.Empty(t, d.nakked(), "the update stays while the record is being written")
+	d.effs = nil
+
+	d.answer(create, result{rev: 1})
+	assert.Equal(t, []uint64{2}, d.nakked(), "the record landed: the update goes back to the pinned instance")
+	d.answer(d.expect(effSubmit), result{status: &jobmanager.BatchStatus{BatchID: "4711"}})
+	d.answer(d.expect(effLedgerUpdate), result{rev: 2})
+	d.advance(time.Second)
+	d.answer(d.expect(effPoll), result{status: &jobmanager.BatchStatus{BatchID: "4711", ImportStatus: jobmanager.StatusLessonsCreated}})
+	d.answer(d.expect(effLedgerUpdate), result{rev: 3})
+	d.answer(d.expect(effPublishOutcome), result{})
+	d.answer(d.expect(effAck), result{acked: []uint64{1}})
+	d.advance(d.c.cfg.BatchLinger)
+	d.none(effLedgerCreate)
+	assert.Empty(t, d.c.lessons, "nothing of L-2 is held here any more")
+}
+
+// TestLostPinKeepsParkedEventsBehindAnUnrecordedBatch: as above, but the update waits at the
+// barrier (a delivery was skipped just before the node's loss), not in the gate; the loaded
+// TestClusterLeaderLoss/ledger/2-instances run that found it handed such an update to the other
+// instance, which imported it first.
+func TestLostPinKeepsParkedEventsBehindAnUnrecordedBatch(t *testing.T) {
+	d := newCoreDriver(t, nil)
+	d.deliverC(schemas.TypeLessonCreated, "L-2", 1, 1, 1)
+	d.advance(d.c.cfg.BatchLinger)
+	create := d.expect(effLedgerCreate) // not answered yet: the write hangs
+	// consumer sequence 2 (seq 2, L-1) was lost on the way: the update of L-2 is parked.
+	d.deliverC(schemas.TypeLessonUpdated, "L-2", 3, 3, 1)
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{numAckPending: 3, delivered: 3, deliveredC: 3}})
+	require.Equal(t, barrierWaiting, d.c.barrier.state)
+	d.collect()
+	d.effs = nil
+
+	d.c.lostPin(d.now)
+	assert.Empty(t, d.nakked(), "the parked update of L-2 stays while its batch's record is being written")
+	d.effs = nil
+	d.answer(create, result{rev: 1})
+	assert.Equal(t, []uint64{3}, d.nakked(), "the record landed: the update goes back")
 }

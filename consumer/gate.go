@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 	"github.com/lessonbridge/lessonbridge/schemas"
 )
@@ -18,6 +20,10 @@ type lessonState struct {
 	pending  *pendingLesson
 	inflight *batch
 	waiting  []*item
+	// handBack: the pin moved while inflight's ledger record was still being written; the events
+	// waiting behind it go back (Nak) when the record lands (handBackKept) or, without one, when
+	// inflight is done; never into a batch here (handBackUnbatched).
+	handBack bool
 }
 
 // all returns every held item of the lesson that is not in a batch.
@@ -130,6 +136,18 @@ func (c *core) release(k lessonKey) {
 	st.inflight = nil
 	w := st.waiting
 	st.waiting = nil
+	if st.handBack {
+		delete(c.lessons, k)
+		for _, it := range w {
+			delete(c.bySeq, it.seq)
+		}
+		if len(w) > 0 {
+			c.log.Info("lesson's batch done; the events kept behind it since the pin moved go back (Nak)",
+				zap.String("mandator", k.mandator), zap.String("lessonId", k.lessonID), zap.Int("handedBack", len(w)))
+		}
+		c.signal(ackNak, w...)
+		return
+	}
 	for i, it := range w {
 		if st.pending == nil && st.inflight == nil {
 			c.addToGroup(st, k, it, nil)

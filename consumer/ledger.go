@@ -216,6 +216,7 @@ func (c *core) ledgerWrite(bt *batch, what string, then func()) {
 			switch r.kind {
 			case errNone:
 				bt.ledgerRev = r.rev
+				c.landed(bt, prev)
 				then()
 				return
 			case errPermanent:
@@ -230,6 +231,7 @@ func (c *core) ledgerWrite(bt *batch, what string, then func()) {
 				switch {
 				case g.kind == errNone && bytes.Equal(g.value, v):
 					bt.ledgerRev = g.rev // it happened
+					c.landed(bt, prev)
 					then()
 				case g.kind == errNone && prev != 0 && g.rev == prev, g.kind == errNotFound && prev == 0:
 					retryLater(cause) // it did not happen
@@ -250,6 +252,15 @@ func (c *core) ledgerWrite(bt *batch, what string, then func()) {
 		})
 	}
 	try()
+}
+
+// landed takes a ledger write of bt that landed: its first one (prev 0) lets the events kept
+// behind it since the pin moved go back, unless its messages' lease ran out meanwhile (then record
+// abandons the batch, and they go back with it).
+func (c *core) landed(bt *batch, prev uint64) {
+	if prev == 0 && !bt.suspect && c.leased(bt) {
+		c.handBackKept(bt)
+	}
 }
 
 // recovering is a ledger record of a batch this process did not start (found at start, or after a
