@@ -125,11 +125,13 @@ func (c *core) recheckBarrier(gen int) {
 }
 
 // heldUpTo counts the messages held here at or below stream sequence seq whose final ack was not
-// sent yet (an acked one no longer counts as pending at the server, or soon will not).
+// sent yet (an acked one no longer counts as pending at the server, or soon will not). Messages of
+// a batch whose live owner may be settling it (watched: waiting for its owner) do not count
+// either: that owner's acks take them off the server's count while they are still held here.
 func (c *core) heldUpTo(seq uint64) int {
 	n := 0
 	for s, it := range c.bySeq {
-		if s <= seq && !it.acked {
+		if s <= seq && !it.acked && !it.watched {
 			n++
 		}
 	}

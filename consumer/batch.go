@@ -75,6 +75,12 @@ type batch struct {
 	keepLessons bool
 	// suspect: its lease lapsed while its first record was being written (core.go renewLease)
 	suspect bool
+	// foreign: a recovered record this instance watches and does not work on (yet): not named in
+	// its liveness entry (liveness.go)
+	foreign bool
+	// awaiting: a recovered record whose messages all came back, waiting to see whether its owner
+	// is alive (liveness.go awaitOwner)
+	awaiting bool
 }
 
 // setLogger gives the batch a child logger: every line of a batch carries batchKey, mandator,

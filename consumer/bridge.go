@@ -385,6 +385,9 @@ func (b *Bridge) perform(workCtx context.Context, e effect) *result {
 	case effLedgerDelete:
 		err := kv.Delete(ctx, e.key, jetstream.LastRevision(e.rev))
 		return &result{kind: natsKind(err), err: err}
+	case effLedgerPut:
+		rev, err := kv.Put(ctx, e.key, e.value)
+		return &result{kind: natsKind(err), err: err, rev: rev}
 	case effSubmit:
 		sctx, step := b.traces.submit(workCtx, e)
 		t0 := time.Now()

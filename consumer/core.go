@@ -32,6 +32,7 @@ import (
 // Effects (take them with take(); each effect with an id expects exactly one complete):
 //
 //	effLedgerList, effLedgerGet, effLedgerCreate, effLedgerUpdate, effLedgerDelete
+//	effLedgerPut                              a plain put (this instance's liveness entry)
 //	effSubmit, effPoll                        JobManager
 //	effPublishOutcome, effPublishDeadLetter   JetStream publishes with Nats-Msg-Id
 //	effGetBody                                GetMsg of a failed event's original body
@@ -142,6 +143,19 @@ type core struct {
 
 	leaseAt time.Time // when the last confirmed heartbeat round was sent (see leaseEnd)
 
+	// Owner liveness (liveness.go).
+	liveKey      string // this incarnation's liveness entry
+	liveRev      uint64 // its revision as last written (0: none)
+	livePuts     int    // puts of it in flight
+	liveDeleting bool   // its delete is out
+	kvRev        uint64 // the highest revision this instance's own ledger writes landed at
+	// ownerCheckOff: liveness entries are written but not used (the simulation's A/B of the
+	// owner check, LESSONBRIDGE_SIM_OWNER_OFF); never set outside tests.
+	ownerCheckOff bool
+	live          map[string]liveEntry // the other instances' entries, as the last ledger listing had them
+	liveAt        time.Time            // when that listing was issued
+	liveSeen      map[string]liveSeen  // since when each entry has had its revision
+
 	phase   phase
 	paused  bool
 	fatal   error
@@ -181,6 +195,7 @@ const (
 	effLedgerCreate
 	effLedgerUpdate
 	effLedgerDelete
+	effLedgerPut
 	effSubmit
 	effPoll
 	effPublishOutcome
@@ -197,7 +212,7 @@ const (
 )
 
 var effNames = map[effKind]string{effLedgerList: "ledgerList", effLedgerGet: "ledgerGet", effLedgerCreate: "ledgerCreate",
-	effLedgerUpdate: "ledgerUpdate", effLedgerDelete: "ledgerDelete", effSubmit: "submit", effPoll: "poll",
+	effLedgerUpdate: "ledgerUpdate", effLedgerDelete: "ledgerDelete", effLedgerPut: "ledgerPut", effSubmit: "submit", effPoll: "poll",
 	effPublishOutcome: "publishOutcome", effPublishDeadLetter: "publishDeadLetter", effGetBody: "getBody", effAck: "ack",
 	effSignal: "signal", effBeat: "beat", effConsumerInfo: "consumerInfo", effStartPulling: "startPulling", effStopPulling: "stopPulling",
 	effFatal: "fatal", effDone: "done"}
@@ -289,6 +304,8 @@ func newCore(cfg Config, m *Metrics, rnd randSource) *core {
 		settledKeys:  map[string]bool{},
 		floorWaits:   map[string]*floorWait{},
 		missed:       map[lessonKey][]*batch{},
+		live:         map[string]liveEntry{},
+		liveSeen:     map[string]liveSeen{},
 	}
 }
 
@@ -330,6 +347,7 @@ func (c *core) start(now time.Time, f facts) {
 	}
 	c.bounded = f.MaxAckPending > 0 && f.MaxAckPending <= c.cfg.MaxHeld+2*c.cfg.PullBatch
 	c.phase = phaseListing
+	c.liveKey = livePrefix + c.newUUID()
 	c.readLedger("read ledger", func(recs []*record, revs []uint64) {
 		n := c.indexRecords(recs, revs)
 		c.m.ledgerRecords.Set(float64(n))
@@ -602,9 +620,20 @@ func (c *core) pump() {
 	if c.phase == phaseRunning {
 		c.flowControl()
 	}
-	if c.phase == phaseGrace && len(c.batches) == len(c.recovering) {
+	if c.phase == phaseGrace && !c.working() {
 		c.finish()
 	}
+}
+
+// working reports whether a batch this instance works on is open (recovered records it only
+// watches do not count: they resume from the ledger).
+func (c *core) working() bool {
+	for k, bt := range c.batches {
+		if c.recovering[k] == nil && !bt.awaiting {
+			return true
+		}
+	}
+	return false
 }
 
 // flowControl: see "flow" in the type's doc.
@@ -646,6 +675,7 @@ func (c *core) beat() {
 	} else {
 		c.leaseAt = c.now // nothing held: nothing to lose; what arrives carries its own time
 	}
+	c.writeLiveness()
 	c.after(c.heartbeat, c.beat)
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -61,6 +62,20 @@ func (d *coreDriver) expect(k effKind) effect {
 	d.collect()
 	for i, e := range d.effs {
 		if e.kind == k {
+			d.effs = append(d.effs[:i], d.effs[i+1:]...)
+			return e
+		}
+	}
+	d.t.Fatalf("no %v effect among %v", k, d.kinds())
+	return effect{}
+}
+
+// expectLast returns (and removes) the last pending effect of kind k.
+func (d *coreDriver) expectLast(k effKind) effect {
+	d.t.Helper()
+	d.collect()
+	for i := len(d.effs) - 1; i >= 0; i-- {
+		if e := d.effs[i]; e.kind == k {
 			d.effs = append(d.effs[:i], d.effs[i+1:]...)
 			return e
 		}
@@ -437,11 +452,30 @@ func TestTakeoverActsOnTheCurrentRecord(t *testing.T) {
 	d := newCoreDriverWith(t, nil, facts{}, []rawRecord{{key: "b-1", rev: 5, value: rec(stateRecorded, "")}}, consumerInfo{numAckPending: 1, delivered: 1})
 	d.deliverSeq(schemas.TypeLessonCreated, "L-1", 1, 2)
 	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{numAckPending: 1, delivered: 1}}) // the barrier: it is ours
-	d.reload(result{records: []rawRecord{{key: "b-1", rev: 9, value: rec(stateAccepted, "4711")}}})
+	accepted := result{records: []rawRecord{{key: "b-1", rev: 9, value: rec(stateAccepted, "4711")}}}
+	d.reload(accepted)
 	d.none(effSubmit)
+	d.ownerGone(accepted, "b-1")
 	d.advance(time.Second)
 	poll := d.expect(effPoll)
 	assert.Equal(t, "4711", poll.batchID)
+}
+
+// ownerGone lets the owner wait of a recovered batch pass (owner liveness) with the ledger as
+// ledger has it, no live instance naming the batch, and answers the record's claim.
+func (d *coreDriver) ownerGone(ledger result, key string) {
+	d.t.Helper()
+	has := func(k effKind) bool { return slices.ContainsFunc(d.effs, func(e effect) bool { return e.kind == k }) }
+	for end := d.now.Add(3 * d.c.ownerWait()); d.now.Before(end) && !has(effLedgerUpdate); {
+		d.advance(d.c.heartbeat)
+		if has(effLedgerList) { // a listing issued before the wait was over does not count: then another
+			d.answer(d.expect(effLedgerList), ledger)
+			d.answer(d.expectLast(effConsumerInfo), result{}) // the listing's, not a recovery check's
+		}
+	}
+	claim := d.expect(effLedgerUpdate)
+	require.Equal(d.t, key, claim.key)
+	d.answer(claim, result{rev: claim.rev + 100})
 }
 
 // TestJobManagerUnauthorizedOpensTheBreaker is finding 9: a 401 is a global condition, not the
@@ -558,6 +592,7 @@ func TestRefreshedRecordDetachesMessagesMovedToAChild(t *testing.T) {
 	ledger := result{records: []rawRecord{{key: "b-1", rev: 9, value: enc(&current)}, {key: "b-2", rev: 11, value: enc(child)}}}
 	d.reload(ledger)
 	d.reload(ledger) // the child resumes from its record as it is now
+	d.ownerGone(ledger, "b-2")
 	d.advance(time.Second)
 	poll := d.expect(effPoll)
 	assert.Equal(t, "4712", poll.batchID)

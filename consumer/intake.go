@@ -30,6 +30,7 @@ type item struct {
 	err         error                 // why the event will not be imported
 	redelivered bool                  // delivered before (to us or to an instance that died)
 	acked       bool                  // its final Ack/Term was sent: the server may count it settled already
+	watched     bool                  // in a recovered batch waiting for its owner (liveness.go): another instance may settle it
 	arrived     int64                 // when it reached the core (UnixNano): its lease starts there
 	size        int32                 // lessonSize(ev), taken once (beside redelivered: no extra word)
 }

@@ -216,6 +216,7 @@ func (c *core) ledgerWrite(bt *batch, what string, then func()) {
 			switch r.kind {
 			case errNone:
 				bt.ledgerRev = r.rev
+				c.noteRev(r.rev)
 				c.landed(bt, prev)
 				then()
 				return
@@ -231,6 +232,7 @@ func (c *core) ledgerWrite(bt *batch, what string, then func()) {
 				switch {
 				case g.kind == errNone && bytes.Equal(g.value, v):
 					bt.ledgerRev = g.rev // it happened
+					c.noteRev(g.rev)
 					c.landed(bt, prev)
 					then()
 				case g.kind == errNone && prev != 0 && g.rev == prev, g.kind == errNotFound && prev == 0:
@@ -272,6 +274,13 @@ type recovering struct {
 	bt       *batch
 	items    map[uint64]*item
 	deadline time.Time
+
+	// Owner liveness (awaitOwner): the other instances' liveness revisions at the last look, when
+	// that was, since when the batch is watched, and how many looks so far.
+	ownerBase map[string]liveEntry
+	ownerAt   time.Time
+	since     time.Time
+	waits     int
 }
 
 // indexRecords registers records of batches this process does not work on and returns how many.
@@ -298,7 +307,7 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 		bt := &batch{key: r.Key, mandator: r.Mandator, action: r.Action, state: r.State, batchID: r.BatchID,
 			created: r.Created, submittedAt: r.SubmittedAt, acceptedAt: r.AcceptedAt, attempts: r.Attempts,
 			ledgerRev: revs[i], ambiguous: true, verdict: r.Verdict, accOutage: c.outage,
-			iso: r.Isolation, parent: r.Parent, root: r.Root, rebuilt: r.rebuilt}
+			iso: r.Isolation, parent: r.Parent, root: r.Root, rebuilt: r.rebuilt, foreign: true, replaces: r.Replaces}
 		if r.rebuilt {
 			bt.ambiguous = false // never submitted: its record did not exist
 		}
@@ -401,7 +410,7 @@ func indexListing(recs []*record) (at map[string]int, replaced map[string]bool, 
 // records that are gone are returned too, to be let go after the fresh records are indexed: a
 // record that replaced one (a technical resubmission by its live owner, under a new key) takes
 // its lessons over without a moment in which they are free (simulation seed 70).
-func (c *core) reconcile(recs []*record, revs []uint64) (orphans []*item, letGo []*batch) {
+func (c *core) reconcile(recs []*record, revs []uint64, floor uint64) (orphans []*item, letGo []*batch) {
 	now, replaced, named := indexListing(recs)
 	for _, k := range sortedKeys(c.recovering) {
 		rc := c.recovering[k]
@@ -424,8 +433,11 @@ func (c *core) reconcile(recs []*record, revs []uint64) (orphans []*item, letGo 
 			orphans = append(orphans, rc.back()...)
 			letGo = append(letGo, rc.bt)
 		case !ok && len(rc.items) > 0:
-			rc.bt.ledgerRev = 0
 			c.forgetRecovery(rc)
+			if c.dropSettled(rc, floor) {
+				continue
+			}
+			rc.bt.ledgerRev = 0
 			c.resumeFrom(rc)
 		case !ok:
 			c.forgetRecovery(rc)
@@ -463,12 +475,18 @@ func (c *core) parkRedelivered(it *item) {
 // with their revisions, to then; a read that fails past its budget or an unreadable record stops
 // the bridge.
 func (c *core) readLedger(what string, then func(recs []*record, revs []uint64)) {
-	c.retry(what, c.log, func() effect { return effect{kind: effLedgerList} }, func(r result) {
+	var issued time.Time
+	c.retry(what, c.log, func() effect { issued = c.now; return effect{kind: effLedgerList} }, func(r result) {
 		if r.kind != errNone {
 			c.fail(fmt.Errorf("consumer: read ledger bucket %s: %w", c.cfg.LedgerBucket, r.err))
 			return
 		}
-		recs, revs, err := c.parseRecords(r.records)
+		raw, err := c.splitListing(r.records, issued)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		recs, revs, err := c.parseRecords(raw)
 		if err != nil {
 			c.fail(err)
 			return
@@ -504,7 +522,7 @@ func (c *core) reload() {
 func (c *core) reloaded(recs []*record, revs []uint64, floor uint64) {
 	c.reloading = false
 	defer clear(c.settledKeys)
-	orphans, letGo := c.reconcile(recs, revs)
+	orphans, letGo := c.reconcile(recs, revs, floor)
 	at, replaced, named := indexListing(recs)
 	gone := c.goneRC
 	c.goneRC = nil
@@ -526,6 +544,9 @@ func (c *core) reloaded(recs []*record, revs []uint64, floor uint64) {
 		if renamed { // resubmitted as new under another record: its messages go there
 			orphans = append(orphans, rc.back()...)
 			c.released(rc.bt, true)
+			continue
+		}
+		if c.dropSettled(rc, floor) {
 			continue
 		}
 		rc.bt.ledgerRev = 0 // settled by its owner: finish from the snapshot, outcome de-duplicated
@@ -569,6 +590,7 @@ func (c *core) sweepLedger() {
 		return
 	}
 	c.readLedger("sweep ledger", func(recs []*record, revs []uint64) {
+		c.sweepLive()
 		c.do(effect{kind: effConsumerInfo}, func(ci result) {
 			c.after(10*c.ackWait, c.sweepLedger)
 			if ci.kind != errNone || c.phase != phaseRunning {
@@ -755,6 +777,31 @@ func (c *core) holdRebuilt(bt *batch) {
 	}
 }
 
+// dropSettled lets go of a recovered record that is gone from the ledger when every message that
+// came back to it is at or below the consumer's ack floor (read after the listing): its owner
+// settled it and its acknowledgements landed after the messages were redelivered here (a consumer
+// outage). Resubmitting it with its JobIDs would only get "Duplicate JobId" and a second outcome
+// (simulation seed 2956: settled in_doubt beside the owner's succeeded outcome).
+func (c *core) dropSettled(rc *recovering, floor uint64) bool {
+	if len(rc.items) == 0 || rc.bt.rebuilt || c.ownerCheckOff {
+		return false
+	}
+	for s := range rc.items {
+		if s > floor {
+			return false
+		}
+	}
+	rc.bt.log.Info("recovered record is gone and every message of it that came back is at or below the ack floor: settled by its owner; dropped",
+		zap.Int("events", len(rc.items)), zap.Uint64("ackFloor", floor))
+	for s, it := range rc.items {
+		if c.bySeq[s] == it {
+			delete(c.bySeq, s)
+		}
+	}
+	c.released(rc.bt, true)
+	return true
+}
+
 // back returns the messages of rc that came back, in the record's order.
 func (rc *recovering) back() []*item {
 	var out []*item
@@ -822,7 +869,7 @@ func (c *core) refresh(rc *recovering, cur *record, rev uint64) (stray []*item) 
 	rc.rec, rc.rev = cur, rev
 	bt.state, bt.batchID, bt.acceptedAt, bt.submittedAt, bt.verdict = cur.State, cur.BatchID, cur.AcceptedAt, cur.SubmittedAt, cur.Verdict
 	bt.attempts, bt.ledgerRev = cur.Attempts, rev
-	bt.iso, bt.parent, bt.root, bt.rebuilt = cur.Isolation, cur.Parent, cur.Root, cur.rebuilt
+	bt.iso, bt.parent, bt.root, bt.rebuilt, bt.replaces = cur.Isolation, cur.Parent, cur.Root, cur.rebuilt, cur.Replaces
 	if cur.Verdict != nil && cur.Verdict.Split != nil {
 		bt.split = cur.Verdict.Split
 	}
@@ -849,6 +896,7 @@ func (c *core) resumeFrom(rc *recovering) {
 	r, bt := rc.rec, rc.bt
 	byLesson := map[lessonKey]*pendingLesson{}
 	for _, p := range bt.lessons {
+		p.items = nil // built again: a batch that waited for its owner comes through here again
 		byLesson[p.key] = p
 	}
 	complete := len(rc.items) == len(r.Seqs)
@@ -884,6 +932,25 @@ func (c *core) resumeFrom(rc *recovering) {
 			p.items = append(p.items, it)
 		}
 	}
+	// A recorded batch that came back whole would be resubmitted, an accepted one polled and
+	// settled here: not while a live instance works on it (owner liveness, liveness.go). When none
+	// does, the record is claimed first (a compare-and-swap write of it).
+	bt.awaiting = false
+	claim := false
+	if watch := complete && (bt.state == stateRecorded || bt.state == stateAccepted); watch && bt.foreign && !bt.rebuilt && bt.ledgerRev != 0 && !c.ownerCheckOff {
+		if c.awaitOwner(rc) {
+			bt.awaiting = true
+			for _, it := range bt.items {
+				it.watched = true
+			}
+			return
+		}
+		claim = true
+	}
+	bt.foreign = false // works on it now
+	for _, it := range bt.items {
+		it.watched = false
+	}
 	switch {
 	case bt.state == stateSettling && bt.verdict != nil:
 		if len(bt.items) < len(r.Seqs) {
@@ -893,8 +960,12 @@ func (c *core) resumeFrom(rc *recovering) {
 		}
 		c.settle(bt, bt.verdict.outcome(bt))
 	case bt.state == stateAccepted:
-		bt.log.Info("resuming an accepted batch: polling, never resubmitting", zap.Int("events", len(bt.items)))
+		bt.log.Info("resuming an accepted batch: polling, never resubmitting", zap.Int("events", len(bt.items)), zap.Bool("claimRecord", claim))
 		bt.accOutage = c.outage
+		if claim {
+			c.claim(rc, func() { c.schedulePoll(bt, 0) })
+			return
+		}
 		c.schedulePoll(bt, 0)
 	case complete && bt.rebuilt:
 		bt.log.Info("submitting a child batch of a failure isolation rebuilt from its parent's verdict, after creating its record",
@@ -907,6 +978,10 @@ func (c *core) resumeFrom(rc *recovering) {
 			zap.Int("events", len(bt.items)))
 		c.m.resubmits.Inc()
 		bt.state = stateRecorded
+		if claim {
+			c.claim(rc, func() { c.queueSubmit(bt) })
+			return
+		}
 		c.queueSubmit(bt)
 	default:
 		bt.state = stateRecorded

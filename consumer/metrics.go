@@ -5,24 +5,27 @@ import "github.com/prometheus/client_golang/prometheus"
 // Metrics are the bridge's Prometheus collectors. Register them with Register; the bridge updates
 // them whether or not they are registered.
 type Metrics struct {
-	received      prometheus.Counter
-	invalid       *prometheus.CounterVec
-	redelivered   prometheus.Counter
-	pullStalls    prometheus.Counter
-	deliveryGaps  prometheus.Counter
-	pinLost       prometheus.Counter
-	leaseLapsed   prometheus.Counter
-	batches       *prometheus.CounterVec
-	submitLatency prometheus.Histogram
-	pollLatency   prometheus.Histogram
-	jmResponses   *prometheus.CounterVec
-	held          prometheus.Gauge
-	inFlight      prometheus.Gauge
-	oldestAge     prometheus.Gauge
-	heartbeats    prometheus.Counter
-	ledgerRecords prometheus.Gauge
-	resubmits     prometheus.Counter
-	techResubmits prometheus.Counter
+	received       prometheus.Counter
+	invalid        *prometheus.CounterVec
+	redelivered    prometheus.Counter
+	pullStalls     prometheus.Counter
+	deliveryGaps   prometheus.Counter
+	pinLost        prometheus.Counter
+	leaseLapsed    prometheus.Counter
+	ownerWaits     prometheus.Counter
+	ownerDead      prometheus.Counter
+	livenessFailed prometheus.Counter
+	batches        *prometheus.CounterVec
+	submitLatency  prometheus.Histogram
+	pollLatency    prometheus.Histogram
+	jmResponses    *prometheus.CounterVec
+	held           prometheus.Gauge
+	inFlight       prometheus.Gauge
+	oldestAge      prometheus.Gauge
+	heartbeats     prometheus.Counter
+	ledgerRecords  prometheus.Gauge
+	resubmits      prometheus.Counter
+	techResubmits  prometheus.Counter
 
 	// Engine state for alerting (issue 12). The engine sets them; each comment says where.
 
@@ -66,6 +69,12 @@ func newMetrics() *Metrics {
 			Help: "Times the server moved the priority group's pin away from this instance; what it held outside batches went back (Nak)."}),
 		leaseLapsed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "lease_lapsed_total",
 			Help: "Times heartbeats did not reach the server for longer than AckWait (held messages may have gone elsewhere): what was not in a recorded batch went back (Nak)."}),
+		ownerWaits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "owner_waits_total",
+			Help: "Recorded batches of another instance whose messages all came back here, checked for a live owner before any resubmit (owner liveness)."}),
+		ownerDead: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "owner_takeovers_total",
+			Help: "Recorded batches resubmitted here because no live instance's liveness entry named them any more."}),
+		livenessFailed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "liveness_write_failures_total",
+			Help: "Liveness entry writes that failed; written again at the next heartbeat."}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "batches_total",
 			Help: "Settled batches by outcome status and reason."}, []string{"status", "reason"}),
 		submitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "submit_seconds",
@@ -115,7 +124,7 @@ func newMetrics() *Metrics {
 
 // Register registers every collector with r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.pullStalls, m.deliveryGaps, m.pinLost, m.leaseLapsed, m.batches, m.submitLatency,
+	for _, c := range []prometheus.Collector{m.received, m.invalid, m.redelivered, m.pullStalls, m.deliveryGaps, m.pinLost, m.leaseLapsed, m.ownerWaits, m.ownerDead, m.livenessFailed, m.batches, m.submitLatency,
 		m.pollLatency, m.jmResponses, m.held, m.inFlight, m.oldestAge, m.heartbeats, m.ledgerRecords, m.resubmits, m.techResubmits,
 		m.paused, m.barrierParked, m.authFailing,
 		m.breakerOpen, m.breakerTrips, m.deadLetterRefused, m.takenOver, m.orderRisk,
