@@ -410,7 +410,7 @@ func indexListing(recs []*record) (at map[string]int, replaced map[string]bool, 
 // records that are gone are returned too, to be let go after the fresh records are indexed: a
 // record that replaced one (a technical resubmission by its live owner, under a new key) takes
 // its lessons over without a moment in which they are free (simulation seed 70).
-func (c *core) reconcile(recs []*record, revs []uint64, floor uint64) (orphans []*item, letGo []*batch) {
+func (c *core) reconcile(recs []*record, revs []uint64, floor uint64, floorOK bool) (orphans []*item, letGo []*batch, later []*recovering) {
 	now, replaced, named := indexListing(recs)
 	for _, k := range sortedKeys(c.recovering) {
 		rc := c.recovering[k]
@@ -434,6 +434,10 @@ func (c *core) reconcile(recs []*record, revs []uint64, floor uint64) (orphans [
 			letGo = append(letGo, rc.bt)
 		case !ok && len(rc.items) > 0:
 			c.forgetRecovery(rc)
+			if !floorOK && rc.bt.state != stateSettling {
+				later = append(later, rc) // settled by its owner or never submitted: the ack floor tells
+				continue
+			}
 			if c.dropSettled(rc, floor) {
 				continue
 			}
@@ -447,7 +451,7 @@ func (c *core) reconcile(recs []*record, revs []uint64, floor uint64) (orphans [
 			orphans = append(orphans, c.refresh(rc, recs[i], revs[i])...)
 		}
 	}
-	return orphans, letGo
+	return orphans, letGo, later
 }
 
 // attachRecovered takes a message that belongs to a recovered record; when the record's messages are
@@ -513,16 +517,19 @@ func (c *core) reload() {
 			if ci.kind == errNone {
 				floor = ci.info.ackFloor
 			}
-			c.reloaded(recs, revs, floor)
+			c.reloaded(recs, revs, floor, ci.kind == errNone)
 		})
 	})
 }
 
 // reloaded is reload's second half, with the ledger read and the consumer's ack floor after it.
-func (c *core) reloaded(recs []*record, revs []uint64, floor uint64) {
+//
+// A record that is gone with messages back is told "settled by its owner" from "never submitted"
+// by the ack floor; when the consumer info failed, such records wait for the next read.
+func (c *core) reloaded(recs []*record, revs []uint64, floor uint64, floorOK bool) {
 	c.reloading = false
 	defer clear(c.settledKeys)
-	orphans, letGo := c.reconcile(recs, revs, floor)
+	orphans, letGo, later := c.reconcile(recs, revs, floor, floorOK)
 	at, replaced, named := indexListing(recs)
 	gone := c.goneRC
 	c.goneRC = nil
@@ -546,11 +553,19 @@ func (c *core) reloaded(recs []*record, revs []uint64, floor uint64) {
 			c.released(rc.bt, true)
 			continue
 		}
+		if !floorOK && rc.bt.state != stateSettling {
+			later = append(later, rc) // which of the two only the ack floor tells
+			continue
+		}
 		if c.dropSettled(rc, floor) {
 			continue
 		}
 		rc.bt.ledgerRev = 0 // settled by its owner: finish from the snapshot, outcome de-duplicated
 		c.resumeFrom(rc)
+	}
+	if len(later) > 0 {
+		c.goneRC = append(c.goneRC, later...)
+		c.after(c.heartbeat, c.reload)
 	}
 	if n := c.indexRecords(recs, revs); n > 0 {
 		c.log.Warn("taking over open batches of another instance", zap.Int("batches", n))
@@ -712,6 +727,15 @@ func (c *core) applyAckFloor(floor uint64, cur map[string]*result) {
 			if rc.items[s] == nil && s > floor {
 				waiting++
 			}
+		}
+		if waiting > 0 && rc.rec.State == stateSettling && rc.bt.verdict != nil && len(rc.items) > 0 && c.namedLive(k) != "" {
+			// Another instance's liveness entry names it: its owner is settling it and may not have
+			// published the outcome yet. An outcome published from the part that came back would
+			// name only that part, and the owner's (same id) would be de-duplicated away (simulation
+			// seed 7344: the others terminated without an outcome). The owner's acks move the floor.
+			rc.deadline = c.now.Add(c.ackWait)
+			later = true
+			continue
 		}
 		if waiting > 0 && rc.rec.State == stateSettling && rc.bt.verdict != nil && len(rc.items) > 0 {
 			// Its outcome is decided: settle what came back now. Holding it would keep the ack floor

@@ -288,6 +288,17 @@ func (c *core) claim(rc *recovering, then func()) {
 	})
 }
 
+// namedLive returns the first other instance whose liveness entry (as the last listing had it)
+// names batch key, or "".
+func (c *core) namedLive(key string) string {
+	for _, k := range sortedKeys(c.live) {
+		if slices.Contains(c.live[k].batches, key) {
+			return k
+		}
+	}
+	return ""
+}
+
 // recheckOwner reads the ledger again after wait and resumes rc from it.
 func (c *core) recheckOwner(rc *recovering, wait time.Duration) {
 	c.after(wait, func() {

@@ -159,3 +159,23 @@ func TestUnreadableLivenessEntryStops(t *testing.T) {
 	require.ErrorIs(t, d.c.fatal, ErrLedgerFormat)
 	assert.Contains(t, d.c.fatal.Error(), "live-x")
 }
+
+// TestGoneRecordWaitsForTheAckFloor (simulation seed 3297): a recovered record that is gone when
+// its messages are back was settled by its owner (its messages at or below the ack floor) or never
+// submitted (above it); when the consumer info after the listing fails, neither is assumed: it is
+// asked again, and the settled message is dropped, not resubmitted.
+func TestGoneRecordWaitsForTheAckFloor(t *testing.T) {
+	b1 := rawRecord{key: "b-1", rev: 5, value: recordedB1(t)}
+	d := newCoreDriverWith(t, nil, facts{}, []rawRecord{b1}, consumerInfo{numAckPending: 1, delivered: 1})
+	d.deliverSeq(schemas.TypeLessonCreated, "L-1", 1, 2)
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{numAckPending: 1, delivered: 1}})
+	d.answer(d.expect(effLedgerList), result{}) // gone
+	d.answer(d.expectLast(effConsumerInfo), result{kind: errTransient, err: assert.AnError})
+	d.none(effSubmit)
+	d.none(effLedgerCreate)
+	d.advance(d.c.heartbeat)
+	d.relist(1)
+	d.none(effSubmit)
+	assert.Nil(t, d.c.bySeq[1], "settled by its owner: dropped")
+	assert.Empty(t, d.c.batches)
+}
