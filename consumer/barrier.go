@@ -113,7 +113,7 @@ func (c *core) recheckBarrier(gen int) {
 			return
 		}
 		switch {
-		case r.kind == errNone && r.info.numAckPending-c.heldUpTo(r.info.delivered, r.info.ackFloor) <= 0:
+		case r.kind == errNone && r.info.numAckPending-c.heldUpTo(r.info.delivered) <= 0:
 			c.openOrReprobe("nothing outstanding elsewhere")
 			return
 		case !c.now.Before(br.deadline):
@@ -125,14 +125,13 @@ func (c *core) recheckBarrier(gen int) {
 }
 
 // heldUpTo counts the messages held here at or below stream sequence seq whose final ack was not
-// sent yet (an acked one no longer counts as pending at the server, or soon will not). A message
-// of a batch whose live owner may be settling it (watched: waiting for its owner) does not count
-// once it is at or below the ack floor: that owner's ack took it off the server's count while it
-// is still held here.
-func (c *core) heldUpTo(seq, floor uint64) int {
+// sent yet (an acked one no longer counts as pending at the server, or soon will not). Messages of
+// a batch whose live owner may be settling it (watched: waiting for its owner) do not count
+// either: that owner's acks take them off the server's count while they are still held here.
+func (c *core) heldUpTo(seq uint64) int {
 	n := 0
 	for s, it := range c.bySeq {
-		if s <= seq && !it.acked && !(it.watched && s <= floor) {
+		if s <= seq && !it.acked && !it.watched {
 			n++
 		}
 	}
@@ -206,7 +205,7 @@ func (c *core) probeOutstanding(gen int, until time.Time) {
 			return
 		}
 		// Held here already and counted by the server: what we hold from below the floor.
-		mine := c.heldUpTo(r.info.delivered, r.info.ackFloor)
+		mine := c.heldUpTo(r.info.delivered)
 		if r.info.numAckPending-mine <= 0 {
 			c.openOrReprobe("")
 			return
