@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"cmp"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -235,12 +234,8 @@ func (c *core) handBackKept(bt *batch) {
 	if len(back) == 0 {
 		return
 	}
-	slices.SortFunc(back, func(a, b *item) int { return cmp.Compare(a.seq, b.seq) })
-	for _, it := range back {
-		delete(c.bySeq, it.seq)
-	}
 	bt.log.Info("record in the ledger; the events kept behind the batch since the pin moved go back (Nak)", zap.Int("handedBack", len(back)))
-	c.signal(ackNak, back...)
+	c.handBack(back)
 }
 
 // abandon gives up a batch whose record landed after its messages' lease ran out: another

@@ -438,11 +438,7 @@ func (c *core) handBackUnbatched(why string, keepBehindUnrecorded bool) {
 		}
 	}
 	c.groups = map[groupKey]*group{}
-	slices.SortFunc(back, func(a, b *item) int { return cmp.Compare(a.seq, b.seq) })
-	for _, it := range back {
-		delete(c.bySeq, it.seq)
-	}
-	c.signal(ackNak, back...)
+	c.handBack(back)
 	br := &c.barrier
 	br.gen++
 	br.state, br.regap = barrierUnprobed, false
@@ -748,6 +744,15 @@ func (c *core) signal(body []byte, items ...*item) {
 	c.do(effect{kind: effSignal, acks: refs, body: body}, nil)
 }
 
+// handBack sends held items back to the server (Nak, in stream order) and forgets them here.
+func (c *core) handBack(items []*item) {
+	slices.SortFunc(items, func(a, b *item) int { return cmp.Compare(a.seq, b.seq) })
+	for _, it := range items {
+		delete(c.bySeq, it.seq)
+	}
+	c.signal(ackNak, items...)
+}
+
 // stop begins the shutdown: stop pulling, nak what never reached a batch, give batches
 // ShutdownGrace to settle.
 func (c *core) stop(now time.Time) {
@@ -781,11 +786,7 @@ func (c *core) drained() {
 		nak = append(nak, st.all()...)
 		delete(c.lessons, k)
 	}
-	slices.SortFunc(nak, func(a, b *item) int { return cmp.Compare(a.seq, b.seq) })
-	for _, it := range nak {
-		delete(c.bySeq, it.seq)
-	}
-	c.signal(ackNak, nak...)
+	c.handBack(nak)
 	c.groups = map[groupKey]*group{}
 	c.submitQ = c.submitQ[:0:0]
 	for _, bt := range c.batches {

@@ -138,14 +138,11 @@ func (c *core) release(k lessonKey) {
 	st.waiting = nil
 	if st.handBack {
 		delete(c.lessons, k)
-		for _, it := range w {
-			delete(c.bySeq, it.seq)
-		}
 		if len(w) > 0 {
 			c.log.Info("lesson's batch done; the events kept behind it since the pin moved go back (Nak)",
 				zap.String("mandator", k.mandator), zap.String("lessonId", k.lessonID), zap.Int("handedBack", len(w)))
 		}
-		c.signal(ackNak, w...)
+		c.handBack(w)
 		return
 	}
 	for i, it := range w {
