@@ -48,7 +48,9 @@ type batch struct {
 	nextPoll    time.Time
 	heapIndex   int
 	ledgerRev   uint64
-	techRetries int // technical-failure resubmissions as new batches so far
+	keepTail    bool   // encodeRecord may keep the encoding of the jobs and messages (recTail)
+	recTail     []byte // that encoding, once the first write built it
+	techRetries int    // technical-failure resubmissions as new batches so far
 
 	queued      bool          // waiting for a submit slot (or the breaker)
 	submitting  bool          // a submit is out
@@ -102,6 +104,7 @@ func (c *core) cut(gk groupKey, g *group) {
 		lessons:  g.lessons,
 		state:    stateRecorded,
 		created:  c.now,
+		keepTail: true,
 	}
 	// One job per data.group, in order of first appearance. Each job's lessons and sequences are
 	// ranges of one array each, filled in the lessons' order.
@@ -263,6 +266,7 @@ func (c *core) resubmitAsNew(bt *batch, msgs []string) {
 	for i := range bt.jobs {
 		bt.jobs[i].JobID = c.newJobID()
 	}
+	bt.dropTail()
 	bt.state, bt.batchID, bt.polls, bt.lastStatus, bt.ledgerRev = stateRecorded, "", 0, "", 0
 	bt.ambiguous = false
 	delete(c.batches, old)

@@ -199,6 +199,7 @@ func (oc *outcomeCounter) wait(b *testing.B, timeout time.Duration) {
 // from the start of consuming to the consumer having nothing pending or unacknowledged; their
 // ratio; and (3) submit requests per 1,000 lessons at that saturation.
 func BenchmarkThroughput(b *testing.B) {
+	measuring(b)
 	n := benchN(b)
 	changes := publisher.SampleEvents(n, benchMandator, 6, 0)
 	for range b.N {
@@ -421,6 +422,7 @@ func virtualPolls(br *Bridge, d time.Duration) int {
 // over many batches, and end to end with the schedule and the import time scaled by 1/100 (a real
 // bridge against the simulator with ProcessingDelay 3s). A fixed 2 s poll needs 150.
 func BenchmarkPolls(b *testing.B) {
+	measuring(b)
 	const importTakes = 5 * time.Minute
 	const scale = 100
 	for range b.N {
@@ -537,6 +539,7 @@ func (s *submitRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // published one at a time at 50/s, BatchLinger 100ms; from just before the publish call to the
 // simulator receiving the submit that carries the lesson.
 func BenchmarkLatency(b *testing.B) {
+	measuring(b)
 	const (
 		events = 200
 		rate   = 50
@@ -713,6 +716,7 @@ func heapAfterGC() uint64 {
 // that the heap measured (after GC, before the bridge starts and while it holds everything) is the
 // bridge's and its clients'. It reports the InProgress rate and the redeliveries (must be 0).
 func BenchmarkHeld(b *testing.B) {
+	measuring(b)
 	n := benchN(b)
 	const ackWait = 10 * time.Second
 	for range b.N {

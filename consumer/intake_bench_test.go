@@ -44,7 +44,16 @@ func BenchmarkIntake(b *testing.B) {
 
 const intakeBenchRound = 50_000
 
+// measuring turns off for b what the tests check beside the work (the kept record encodings, which
+// TestMain has checked against a full one): a benchmark measures the bridge as it runs.
+func measuring(b *testing.B) {
+	v := verifyRecordEncoding
+	verifyRecordEncoding = false
+	b.Cleanup(func() { verifyRecordEncoding = v })
+}
+
 func benchIntake(b *testing.B, msgs []rawMsg, part string) {
+	measuring(b)
 	cfg := Config{Logger: zap.NewNop(), BatchLinger: 50 * time.Millisecond, PollSchedule: []time.Duration{time.Millisecond, 5 * time.Millisecond}}.Defaults()
 	if err := cfg.Validate(); err != nil {
 		b.Fatal(err)
@@ -190,4 +199,64 @@ func benchRawMsg(mandator string, seq uint64, body []byte) rawMsg {
 	return rawMsg{reply: fmt.Sprintf("$JS.ACK.LESSONS.lessonbridge.1.%d.%d.1764594000000000000.0", seq, seq),
 		subject: "lessons.changes." + mandator, data: body, seq: seq, numDelivered: 1,
 		stored: time.Date(2026, 12, 1, 13, 0, 0, 0, time.UTC)}
+}
+
+// BenchmarkRecordEncode: the three record writes of a 500-lesson batch (20 jobs; recorded, accepted,
+// settling) encoded in full each time (json.Marshal(bt.record()), the baseline) and with the jobs and
+// messages kept from the first (encodeRecord). ns/op and B/op are per batch.
+//
+//	go test -run='^$' -bench=RecordEncode -benchmem -count=5 ./consumer
+func BenchmarkRecordEncode(b *testing.B) {
+	measuring(b)
+	newBatch := func() *batch {
+		bt := &batch{key: "b-019b8d2b-927e-7e85-9ec2-a7c0e205eaad", mandator: "m1", action: "upsert", state: stateRecorded,
+			created: time.Date(2026, 12, 1, 13, 0, 0, 0, time.UTC), keepTail: true}
+		seq := uint64(1_000_000)
+		for j := range 20 {
+			job := jobmanager.Job{JobID: fmt.Sprintf("LB-20261201-019b8d2b-927e-7e85-9ec2-%012d", j)}
+			var seqs []uint64
+			for range 25 {
+				seq++
+				job.LektionList = append(job.LektionList, jobmanager.Lesson{LektionID: fmt.Sprintf("L-%07d", seq)})
+				seqs = append(seqs, seq)
+				bt.items = append(bt.items, &item{seq: seq})
+			}
+			bt.jobs, bt.jobSeqs = append(bt.jobs, job), append(bt.jobSeqs, seqs)
+		}
+		return bt
+	}
+	lifetime := func(bt *batch, enc func(*batch) ([]byte, error)) int {
+		n := 0
+		for _, st := range []batchState{stateRecorded, stateAccepted, stateSettling} {
+			bt.state = st
+			if st == stateAccepted {
+				bt.batchID = "8c0d2a52-7f7c-4e0e-9a53-0f5d3c1b2a10"
+			}
+			v, err := enc(bt)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(v)
+		}
+		return n
+	}
+	for _, v := range []struct {
+		name string
+		enc  func(*batch) ([]byte, error)
+	}{
+		{"full", func(bt *batch) ([]byte, error) { return json.Marshal(bt.record()) }},
+		{"kept", (*batch).encodeRecord},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			bytes := 0
+			b.ReportAllocs()
+			for range b.N {
+				b.StopTimer()
+				bt := newBatch()
+				b.StartTimer()
+				bytes = lifetime(bt, v.enc)
+			}
+			b.ReportMetric(float64(bytes)/3, "bytes/record")
+		})
+	}
 }

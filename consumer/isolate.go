@@ -168,6 +168,7 @@ func (c *core) isolate(bt *batch, st *jobmanager.BatchStatus) bool {
 		}
 	}
 	bt.lessons, bt.items = keepL, keepI
+	bt.dropTail()
 	bt.split, bt.kids = sp, kids
 	for _, kid := range kids {
 		bt.followUps = append(bt.followUps, kid.key)

@@ -38,8 +38,6 @@ type record struct {
 	Action      schemas.Action `json:"action"`
 	State       batchState     `json:"state"`
 	BatchID     string         `json:"batchId,omitempty"`
-	Jobs        []recordJob    `json:"jobs"`
-	Seqs        seqList        `json:"seqs"` // every message the batch settles
 	Created     time.Time      `json:"created"`
 	SubmittedAt time.Time      `json:"submittedAt,omitzero"`
 	AcceptedAt  time.Time      `json:"acceptedAt,omitzero"`
@@ -54,6 +52,10 @@ type record struct {
 	Isolation *isolation.State `json:"isolation,omitempty"`
 	Parent    string           `json:"parent,omitempty"`
 	Root      string           `json:"root,omitempty"`
+	// Jobs and Seqs come last: a batch's later writes keep their encoding from the first
+	// (encodeRecord). Neither is empty in a record of a batch.
+	Jobs []recordJob `json:"jobs,omitempty"`
+	Seqs seqList     `json:"seqs,omitempty"` // every message the batch settles
 
 	rebuilt bool // rebuilt from its parent's verdict, not (yet) in the ledger
 }
@@ -97,21 +99,83 @@ type recordJob struct {
 }
 
 func (bt *batch) record() *record {
-	r := &record{Version: recordVersion, Verdict: bt.verdict, Replaces: bt.replaces, Key: bt.key, Mandator: bt.mandator, Action: bt.action, State: bt.state, BatchID: bt.batchID,
+	r := bt.recordHead()
+	r.Jobs, r.Seqs = bt.recordJobs()
+	return r
+}
+
+// recordHead is bt's record without its jobs and sequences.
+func (bt *batch) recordHead() *record {
+	return &record{Version: recordVersion, Verdict: bt.verdict, Replaces: bt.replaces, Key: bt.key, Mandator: bt.mandator, Action: bt.action, State: bt.state, BatchID: bt.batchID,
 		Created: bt.created, SubmittedAt: bt.submittedAt, AcceptedAt: bt.acceptedAt, Attempts: bt.attempts,
 		Isolation: bt.iso, Parent: bt.parent, Root: bt.root}
+}
+
+func (bt *batch) recordJobs() ([]recordJob, seqList) {
+	jobs := make([]recordJob, 0, len(bt.jobs))
 	for i, j := range bt.jobs {
-		rj := recordJob{JobID: j.JobID, Seqs: bt.jobSeqs[i]}
+		rj := recordJob{JobID: j.JobID, Seqs: bt.jobSeqs[i], Lessons: make([]string, 0, len(j.LektionList))}
 		for _, l := range j.LektionList {
 			rj.Lessons = append(rj.Lessons, l.LektionID)
 		}
-		r.Jobs = append(r.Jobs, rj)
+		jobs = append(jobs, rj)
 	}
+	seqs := make(seqList, 0, len(bt.items))
 	for _, it := range bt.items {
-		r.Seqs = append(r.Seqs, it.seq)
+		seqs = append(seqs, it.seq)
 	}
-	return r
+	return jobs, seqs
 }
+
+// verifyRecordEncoding makes encodeRecord check every encoding it builds from a kept tail against
+// json.Marshal(bt.record()) (the tests of this package set it).
+var verifyRecordEncoding bool
+
+// encodeRecord is json.Marshal(bt.record()), byte for byte. A batch cut here writes its record up
+// to three times (recorded, accepted, settling) and its jobs and messages do not change in between,
+// so the encoding of those (most of the record: a lessonId per lesson) is kept from the first write
+// (bt.recTail) and the rest encoded again. Only batches that cut built keep it (bt.keepTail); the
+// places that change a batch's jobs or messages afterwards (a split, a recovery) clear it.
+func (bt *batch) encodeRecord() ([]byte, error) {
+	if !bt.keepTail {
+		return json.Marshal(bt.record())
+	}
+	if bt.recTail == nil {
+		jobs, seqs := bt.recordJobs()
+		t, err := json.Marshal(recordTail{Jobs: jobs, Seqs: seqs})
+		if err != nil {
+			return nil, err
+		}
+		bt.recTail = t
+	}
+	head, err := json.Marshal(bt.recordHead())
+	if err != nil {
+		return nil, err
+	}
+	v := head
+	if len(bt.recTail) > 2 { // {"jobs":...,"seqs":...}: its members go after the head's
+		v = make([]byte, 0, len(head)+len(bt.recTail))
+		v = append(v, head[:len(head)-1]...)
+		v = append(v, ',')
+		v = append(v, bt.recTail[1:]...)
+	}
+	if verifyRecordEncoding {
+		full, err := json.Marshal(bt.record())
+		if err != nil || !bytes.Equal(full, v) {
+			panic(fmt.Sprintf("consumer: kept record encoding of %s differs:\n%s\n%s (%v)", bt.key, v, full, err))
+		}
+	}
+	return v, nil
+}
+
+// recordTail is the last members of a record, as encodeRecord keeps them.
+type recordTail struct {
+	Jobs []recordJob `json:"jobs,omitempty"`
+	Seqs seqList     `json:"seqs,omitempty"`
+}
+
+// dropTail makes the next record write of bt encode its jobs and messages again: they changed.
+func (bt *batch) dropTail() { bt.keepTail, bt.recTail = false, nil }
 
 // parseRecord decodes one ledger value.
 func parseRecord(key string, v []byte) (*record, error) {
@@ -183,7 +247,7 @@ func (c *core) parseRecords(raw []rawRecord) ([]*record, []uint64, error) {
 // it did not, and it is tried again; anything else means another instance changed the record (a
 // takeover): bt is released without acks, its messages left to that instance.
 func (c *core) ledgerWrite(bt *batch, what string, then func()) {
-	v, err := json.Marshal(bt.record())
+	v, err := bt.encodeRecord()
 	if err != nil {
 		c.fail(fmt.Errorf("consumer: encode ledger record %s: %w", bt.key, err))
 		return
@@ -924,6 +988,7 @@ func (c *core) resumeFrom(rc *recovering) {
 		byLesson[p.key] = p
 	}
 	complete := len(rc.items) == len(r.Seqs)
+	bt.dropTail()
 	bt.jobs, bt.jobSeqs, bt.items = bt.jobs[:0], nil, nil
 	for _, j := range r.Jobs {
 		job := jobmanager.Job{JobID: j.JobID}

@@ -261,7 +261,7 @@ func (c *core) awaitOwner(rc *recovering) bool {
 // lessons stay held).
 func (c *core) claim(rc *recovering, then func()) {
 	bt := rc.bt
-	v, err := json.Marshal(bt.record())
+	v, err := bt.encodeRecord()
 	if err != nil {
 		c.fail(fmt.Errorf("consumer: encode ledger record %s: %w", bt.key, err))
 		return

@@ -18,6 +18,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	verifyRecordEncoding = true // every kept record encoding is checked against a full one
 	goleak.VerifyTestMain(m,
 		// nats-server and nats.go keep a few process-wide goroutines.
 		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1"),
