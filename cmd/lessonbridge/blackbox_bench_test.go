@@ -483,13 +483,15 @@ func (pr *bbProfiler) fetch(b *testing.B, file, url string) {
 	}
 }
 
-// finish fetches the bridge's block and mutex profiles and waits for the others.
+// finish fetches the bridge's block, mutex and allocation profiles (allocs: since the process
+// started, just before the window) and waits for the others.
 func (pr *bbProfiler) finish(b *testing.B, bridge *bbProc) {
 	if pr == nil {
 		return
 	}
 	pr.fetch(b, "bridge.block", "http://"+bridge.http+"/debug/pprof/block")
 	pr.fetch(b, "bridge.mutex", "http://"+bridge.http+"/debug/pprof/mutex")
+	pr.fetch(b, "bridge.allocs", "http://"+bridge.http+"/debug/pprof/allocs")
 	pr.wg.Wait()
 }
 
