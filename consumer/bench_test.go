@@ -66,7 +66,7 @@ func benchN(b *testing.B) int {
 
 // createInputStream creates the input stream as the bridge would (ensureStream): file storage,
 // lessons.changes.>, two-minute duplicate window.
-func createInputStream(b *testing.B, js jetstream.JetStream) {
+func createInputStream(b testing.TB, js jetstream.JetStream) {
 	b.Helper()
 	_, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
 		Name: "LESSONS", Subjects: []string{"lessons.changes.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
