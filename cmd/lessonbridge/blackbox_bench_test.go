@@ -247,7 +247,9 @@ func bbWaitHTTP(b *testing.B, url string, p *bbProc) {
 
 // ceiling: raw JetStream consume+ack of the same events on the same server (stream CEILING, its own
 // subjects, file storage like LESSONS): from Consume to nothing pending or unacked.
-func (s *bbSetup) ceiling(b *testing.B, changes []publisher.RawChange) float64 {
+// ceiling measures raw consume+ack on the same server: events per second, and the CPU that the
+// consuming client (this process) used from Consume to drained.
+func (s *bbSetup) ceiling(b *testing.B, changes []publisher.RawChange) (float64, time.Duration) {
 	b.Helper()
 	ctx := context.Background()
 	st, err := s.js.CreateStream(ctx, jetstream.StreamConfig{Name: "CEILING", Subjects: []string{"ceiling.>"},
@@ -267,14 +269,16 @@ func (s *bbSetup) ceiling(b *testing.B, changes []publisher.RawChange) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
+	self0 := bbSelfCPU(b)
 	elapsed, err := natstest.Ceiling(cons, len(changes), 1000, 5*time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
+	client := bbSelfCPU(b) - self0
 	if err := s.js.DeleteStream(ctx, "CEILING"); err != nil {
 		b.Fatal(err)
 	}
-	return float64(len(changes)) / elapsed.Seconds()
+	return float64(len(changes)) / elapsed.Seconds(), client
 }
 
 func (s *bbSetup) waitDrained(b *testing.B, cons jetstream.Consumer) {
@@ -523,7 +527,7 @@ func BenchmarkBlackBoxThroughput(b *testing.B) {
 		changes := publisher.BacklogCreates(n, bbMandator)
 		nc0 := s.nats.cpu(b)
 		t0 := time.Now()
-		ceiling := s.ceiling(b, changes)
+		ceiling, ceilingClient := s.ceiling(b, changes)
 		ceilingNATSCPU := float64(s.nats.cpu(b)-nc0) / float64(time.Since(t0))
 
 		ctx := context.Background()
@@ -571,6 +575,7 @@ func BenchmarkBlackBoxThroughput(b *testing.B) {
 		// The whole machine (every core, every process) over the window: 100 % per core.
 		b.ReportMetric(float64(100*runtime.NumCPU())*float64(busy1-busy0)/float64(max(total1-total0, 1)), "machine-busy%")
 		b.ReportMetric(100*ceilingNATSCPU, "ceiling-nats-cpu%")
+		b.ReportMetric(float64(ceilingClient)/float64(time.Microsecond)/float64(n), "ceiling-client-cpu-us/ev")
 		b.ReportMetric(float64(s.submits(b)-submits0)*1000/float64(n), "submits/1000lessons")
 		if oc.failed > 0 {
 			b.Errorf("%d events settled as failed\n%s", oc.failed, bridge.tail())
