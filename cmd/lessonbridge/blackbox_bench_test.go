@@ -269,12 +269,25 @@ func (s *bbSetup) ceiling(b *testing.B, changes []publisher.RawChange) (float64,
 	if err != nil {
 		b.Fatal(err)
 	}
+	var prof *bbProfiler
+	if dir := os.Getenv("LESSONBRIDGE_BB_PROFILE"); dir != "" && s.natsProf != "" {
+		// nats-server during the ceiling, to set against its profile during the bridge's window.
+		prof = &bbProfiler{dir: dir}
+		prof.wg.Add(1)
+		go func() {
+			defer prof.wg.Done()
+			prof.fetch(b, "nats-ceiling.cpu", "http://"+s.natsProf+"/debug/pprof/profile?seconds=1")
+		}()
+	}
 	self0 := bbSelfCPU(b)
 	elapsed, err := natstest.Ceiling(cons, len(changes), 1000, 5*time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
 	client := bbSelfCPU(b) - self0
+	if prof != nil {
+		prof.wg.Wait()
+	}
 	if err := s.js.DeleteStream(ctx, "CEILING"); err != nil {
 		b.Fatal(err)
 	}
