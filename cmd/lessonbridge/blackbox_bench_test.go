@@ -10,12 +10,14 @@ package main
 // (default 2000 events/s for 10 s). LESSONBRIDGE_BB_ARGS adds flags to the bridge's `run` (split on
 // spaces), to compare settings in one run, and LESSONBRIDGE_BB_BRIDGE_ENV variables to its environment
 // (e.g. GOGC=200); LESSONBRIDGE_BB_BRIDGE_BIN runs a bridge binary built elsewhere (a baseline commit) in
-// the same harness; LESSONBRIDGE_BB_LOGDIR keeps the processes' logs.
+// the same harness; LESSONBRIDGE_BB_LOGDIR keeps the processes' logs, the consumer's state every 100 ms
+// and nats-server's per-connection counts at the end (consumer.log, connz.json).
 // LESSONBRIDGE_BB_PROFILE=dir profiles the throughput window: CPU profiles of the bridge (--pprof on)
 // and of nats-server (its --profile port) over the first LESSONBRIDGE_BB_PROFILE_SECONDS (default 2)
 // seconds, an execution trace of the bridge over the first second, and the bridge's block and mutex
-// profiles at the end (dir/bridge.cpu, nats.cpu, bridge.trace, bridge.block, bridge.mutex); the
-// figures of a profiled run are not the benchmark's. BENCHMARKS.md has the method and the figures.
+// profiles at the end (dir/bridge.cpu, nats.cpu, bridge.trace, bridge.block, bridge.mutex), its
+// allocations since it started (bridge.allocs) and nats-server's CPU over 1 s of the ceiling
+// (nats-ceiling.cpu); the figures of a profiled run are not the benchmark's. BENCHMARKS.md has the method and the figures.
 
 import (
 	"bufio"
@@ -183,6 +185,7 @@ type bbSetup struct {
 	bridgeBin string
 	natsURL   string
 	natsProf  string // nats-server's profiling address, when profiling
+	natsMon   string // nats-server's monitoring address, when keeping logs
 	simURL    string
 	nats, sim *bbProc
 	nc        *nats.Conn
@@ -198,6 +201,11 @@ func bbUp(b *testing.B, bridgeBin, natsBin string) *bbSetup {
 		pp := bbFreePort(b)
 		s.natsProf = fmt.Sprintf("127.0.0.1:%d", pp)
 		natsArgs = append(natsArgs, "-profile", strconv.Itoa(pp))
+	}
+	if os.Getenv("LESSONBRIDGE_BB_LOGDIR") != "" {
+		mp := bbFreePort(b)
+		s.natsMon = fmt.Sprintf("127.0.0.1:%d", mp)
+		natsArgs = append(natsArgs, "-m", strconv.Itoa(mp))
 	}
 	s.nats = bbStart(b, "nats-server", natsBin, natsArgs...)
 	var err error
@@ -417,6 +425,45 @@ func (s *bbSetup) firstDelivery(b *testing.B, bridge *bbProc) jetstream.Consumer
 	}
 }
 
+// connz writes, when keeping logs, what nats-server counted per client connection (its /connz)
+// to LESSONBRIDGE_BB_LOGDIR/connz.json, and logs each connection's messages in and out per event.
+func (s *bbSetup) connz(b *testing.B, n int) {
+	if s.natsMon == "" {
+		return
+	}
+	resp, err := http.Get("http://" + s.natsMon + "/connz?limit=1024")
+	if err != nil {
+		b.Errorf("connz: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Errorf("connz: %v", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(os.Getenv("LESSONBRIDGE_BB_LOGDIR"), "connz.json"), body, 0o644); err != nil {
+		b.Errorf("connz: %v", err)
+	}
+	var cz struct {
+		Connections []struct {
+			Name    string `json:"name"`
+			InMsgs  int64  `json:"in_msgs"`
+			OutMsgs int64  `json:"out_msgs"`
+			InBytes int64  `json:"in_bytes"`
+			OutByte int64  `json:"out_bytes"`
+		} `json:"connections"`
+	}
+	if err := json.Unmarshal(body, &cz); err != nil {
+		b.Errorf("connz: %v", err)
+		return
+	}
+	for _, c := range cz.Connections {
+		b.Logf("connection %q: per event %.3f messages in (%.0f B), %.3f out (%.0f B)", c.Name,
+			float64(c.InMsgs)/float64(n), float64(c.InBytes)/float64(n), float64(c.OutMsgs)/float64(n), float64(c.OutByte)/float64(n))
+	}
+}
+
 // watchConsumer writes the consumer's state every 100 ms to LESSONBRIDGE_BB_LOGDIR/consumer.log
 // (when set): waiting pull requests, pending, ack pending, delivered, to tell a stalled pull from a
 // busy bridge.
@@ -569,6 +616,7 @@ func BenchmarkBlackBoxThroughput(b *testing.B) {
 		elapsed := time.Since(start)
 		busy1, total1 := bbMachine(b)
 		stopWatch()
+		s.connz(b, n)
 		prof.finish(b, bridge)
 		evps := float64(n) / elapsed.Seconds()
 		pct := func(d time.Duration) float64 { return 100 * float64(d) / float64(elapsed) }
