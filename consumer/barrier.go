@@ -29,7 +29,9 @@ import (
 // more (their holder settled them), or twice AckWait plus a heartbeat passed since the first
 // arrival. Then the parked events are admitted in stream order; when the window ran out with
 // messages still outstanding (held by a live instance, or late), through a ledger read, so that the
-// other instance's open batches keep their lessons. A consumer-info call that fails is repeated
+// other instance's open batches keep their lessons; but when deliveries were skipped while it
+// waited, it asks the consumer again with a window of its own (they come back AckWait after they
+// were sent). A consumer-info call that fails is repeated
 // every barrierRetry within the window instead of holding everything for the whole window.
 type barrier struct {
 	state       barrierState
@@ -115,6 +117,19 @@ func (c *core) recheckBarrier(gen int) {
 		switch {
 		case r.kind == errNone && r.info.numAckPending-c.heldUpTo(r.info.delivered) <= 0:
 			c.openOrReprobe("nothing outstanding elsewhere")
+			return
+		case !c.now.Before(br.deadline) && br.regap:
+			// Deliveries were skipped while it waited (lost on the way, or gone to another
+			// instance): they come back AckWait after they were sent, which may be after this
+			// window, and may hold earlier events of the lessons parked here (simulation seeds
+			// 8400 and 6440: a create lost on the way came back just after the window ran
+			// out, and its update had been imported). Asked again, with a window of its own.
+			c.log.Info("barrier window over, but deliveries were skipped while it waited; asking the consumer again",
+				zap.Int("parked", len(br.parked)))
+			br.regap = false
+			br.state = barrierProbing
+			br.gen++
+			c.probeOutstanding(br.gen, c.now.Add(c.window()))
 			return
 		case !c.now.Before(br.deadline):
 			c.openThroughLedger()
