@@ -716,6 +716,19 @@ func (c *core) applyAckFloor(floor uint64, cur map[string]*result) {
 			for _, it := range c.refresh(rc, r, g.rev) {
 				c.parkRedelivered(it) // a child batch's message: the ledger read finds its record
 			}
+			if r.State == stateSettling && r.Verdict != nil && r.Verdict.Split != nil && len(r.Verdict.Split.Children) > 0 {
+				// It split (its owner is starting the children): the single-key read does not show
+				// the children's records. The lessons it resubmits stay held until a ledger read has
+				// indexed them, which then take them over when it lets go; letting it go now (its
+				// own messages may all be settled: a split that kept no lesson at fault) freed them
+				// while a child was in flight at JobManager (simulation seed 7094, found with this
+				// round's barrier rule for held redeliveries: two batches of a lesson at once).
+				rc.bt.log.Info("recovered record split since it was read; the ledger is read for its children before it is let go",
+					zap.Int("children", len(r.Verdict.Split.Children)))
+				rc.deadline = c.now.Add(c.ackWait)
+				reread, later = true, true
+				continue
+			}
 		}
 		if g != nil && g.kind == errNotFound && !rc.bt.rebuilt {
 			if len(rc.items) > 0 {

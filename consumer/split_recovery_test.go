@@ -1,0 +1,88 @@
+package consumer
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lessonbridge/lessonbridge/internal/isolation"
+	"github.com/lessonbridge/lessonbridge/jobmanager"
+	"github.com/lessonbridge/lessonbridge/schemas"
+)
+
+// splitParent is another instance's record b-p: accepted, lesson L-1 (seq 5, at fault) and L-2
+// (seq 2, resubmitted) in two jobs, and, when split, the same record settling with child b-c (L-2).
+func splitParent(t *testing.T) (accepted, settling, child *record) {
+	t.Helper()
+	jobs := []recordJob{{JobID: "lb-20260101-a", Seqs: seqList{5}, Lessons: []string{"L-1"}}, {JobID: "lb-20260101-b", Seqs: seqList{2}, Lessons: []string{"L-2"}}}
+	accepted = &record{Version: recordVersion, Key: "b-p", Mandator: "m1", Action: schemas.ActionUpdate, State: stateAccepted, BatchID: "4711",
+		Jobs: jobs, Seqs: seqList{2, 5}}
+	msgs := []string{"Fehler: Ressource unbekannt (JobID lb-20260101-a, LektionId L-1)"}
+	start, err := isolation.Start(2, isolation.Limits{})
+	require.NoError(t, err)
+	decision, err := isolation.Plan(start, []isolation.Lesson{{ID: "L-1", JobID: "lb-20260101-a", Ref: 5}, {ID: "L-2", JobID: "lb-20260101-b", Ref: 2}}, msgs)
+	require.NoError(t, err)
+	require.Len(t, decision.Parts, 1)
+	s := *accepted
+	s.State = stateSettling
+	s.Verdict = &verdict{Reason: schemas.ReasonImportFailed, ErrorClass: schemas.ErrorClassData, ImportStatus: string(jobmanager.StatusLessonsImportFailed),
+		ErrorMessages: msgs, LessonCount: 2, Polls: 1, Split: &split{Decision: decision, Children: []splitChild{{Key: "b-c", JobIDs: []string{"lb-20260101-c"}, Seqs: seqList{2}}},
+			ResubmittedEventIDs: []string{"ev-2"}, ResubmittedLessonIDs: []string{"L-2"}}}
+	child = &record{Version: recordVersion, Key: "b-c", Mandator: "m1", Action: schemas.ActionUpdate, State: stateAccepted, BatchID: "4712",
+		Jobs: []recordJob{{JobID: "lb-20260101-c", Seqs: seqList{2}, Lessons: []string{"L-2"}}}, Seqs: seqList{2}, Parent: "b-p", Root: "b-p",
+		Isolation: &decision.Parts[0].State}
+	return accepted, &s, child
+}
+
+func encRecord(t *testing.T, r *record) []byte {
+	t.Helper()
+	v, err := json.Marshal(r)
+	require.NoError(t, err)
+	return v
+}
+
+// createdSeqs returns the stream sequences of the ledger records created so far.
+func (d *coreDriver) createdSeqs() []uint64 {
+	d.t.Helper()
+	var seqs []uint64
+	for _, e := range d.takeAll(effLedgerCreate) {
+		r, err := parseRecord(e.key, e.value)
+		require.NoError(d.t, err)
+		seqs = append(seqs, r.Seqs...)
+	}
+	return seqs
+}
+
+// TestSplitParentReadAloneKeepsItsChildsLesson is simulation seed 7094 (found with this round's barrier rule for held redeliveries in place): a
+// recovered record that its live owner split (failure isolation) was read again on its own (the
+// recovery window's single-key read): settling, its own message settled, so it was removed and its
+// lessons freed, the one it resubmits in the child among them; the child's record, which that read
+// does not show, was in flight at JobManager, and a newer event of the lesson went there beside it.
+// Now a split read on its own waits for a ledger read, which indexes the child: the child takes the
+// lesson over when the parent lets go.
+func TestSplitParentReadAloneKeepsItsChildsLesson(t *testing.T) {
+	accepted, settling, child := splitParent(t)
+	owner := func(rev uint64) rawRecord { return liveEntryOf(t, "live-b", rev, rev-1, "b-p", "b-c") }
+	d := newCoreDriverWith(t, nil, facts{}, []rawRecord{{key: "b-p", rev: 5, value: encRecord(t, accepted)}, owner(6)}, consumerInfo{})
+	d.deliverSeq(schemas.TypeLessonUpdated, "L-2", 7, 1) // newer: waits behind b-p
+	d.advance(d.c.window())
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{ackFloor: 5}})
+	d.answer(d.expect(effLedgerGet), result{rev: 9, value: encRecord(t, settling)})
+	d.none(effLedgerDelete)
+	ledger := result{records: []rawRecord{{key: "b-c", rev: 10, value: encRecord(t, child)}, {key: "b-p", rev: 9, value: encRecord(t, settling)}, owner(11)}}
+	d.answer(d.expect(effLedgerList), ledger)
+	d.answer(d.expectLast(effConsumerInfo), result{info: consumerInfo{ackFloor: 5}})
+	d.advance(d.c.cfg.BatchLinger)
+	assert.Empty(t, d.createdSeqs(), "L-2's newer event waits")
+
+	// The next look: the parent's messages are settled, it goes, the child holds L-2.
+	d.advance(d.c.ackWait)
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{ackFloor: 5}})
+	d.answerAll(effLedgerGet, result{rev: 9, value: encRecord(t, settling)})
+	d.advance(d.c.cfg.BatchLinger)
+	assert.Empty(t, d.createdSeqs(), "the child holds L-2 now")
+	require.NotNil(t, d.c.lessons[lessonKey{"m1", "L-2"}])
+	assert.Equal(t, "b-c", d.c.lessons[lessonKey{"m1", "L-2"}].inflight.key)
+}
