@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -85,4 +86,49 @@ func TestSplitParentReadAloneKeepsItsChildsLesson(t *testing.T) {
 	assert.Empty(t, d.createdSeqs(), "the child holds L-2 now")
 	require.NotNil(t, d.c.lessons[lessonKey{"m1", "L-2"}])
 	assert.Equal(t, "b-c", d.c.lessons[lessonKey{"m1", "L-2"}].inflight.key)
+}
+
+// TestSettledSplitParentLetsItsChildsLessonGo is simulation seeds 1081, 3345, 6084 and 6683
+// (found with this round's barrier rule for held redeliveries in place; the "not quiet" class): a
+// recovered record that turned settling with a split keeps the lesson it resubmits for its child. Its own message (seq 5) was settled above an
+// ack floor that could not move: an event of that lesson (seq 3) waited behind the parent, and the
+// parent waited for the floor to pass seq 5. When none of its messages came back within the window
+// and no live instance names it, it lets the lesson go.
+func TestSettledSplitParentLetsItsChildsLessonGo(t *testing.T) {
+	accepted, settling, _ := splitParent(t)
+	d := newCoreDriverWith(t, nil, facts{}, []rawRecord{{key: "b-p", rev: 5, value: encRecord(t, accepted)}}, consumerInfo{})
+	d.deliverSeq(schemas.TypeLessonUpdated, "L-2", 3, 1) // waits behind b-p
+	// Read again while the child ran and settled (its record gone): b-p is a split, its child has run.
+	d.advance(d.c.heartbeat)
+	d.deliverSeq(schemas.TypeLessonUpdated, "L-9", 8, 2) // an unknown redelivery: a ledger read
+	successor := encRecord(t, &record{Version: recordVersion, Key: "b-x", Mandator: "m1", Action: schemas.ActionUpdate, State: stateSettling,
+		Jobs: []recordJob{{JobID: "lb-20260101-x", Seqs: seqList{2}, Lessons: []string{"L-2"}}}, Seqs: seqList{2},
+		Verdict: &verdict{ImportStatus: "LessonsCreated", LessonCount: 1}}) // the child's successor names seq 2
+	d.relist(2, rawRecord{key: "b-p", rev: 9, value: encRecord(t, settling)}, rawRecord{key: "b-x", rev: 10, value: successor})
+	require.NotNil(t, d.c.recovering["b-p"])
+	d.advance(d.c.cfg.BatchLinger)
+	for _, s := range d.createdSeqs() {
+		require.NotEqual(t, uint64(3), s, "L-2 is held by the split parent")
+	}
+
+	// The window passes; seq 5 was acknowledged, but the floor stays at 2 (seq 3 is held here).
+	for i := 0; i < 4 && d.c.recovering["b-p"] != nil; i++ {
+		d.advance(d.c.window())
+		for _, info := range d.takeAll(effConsumerInfo) {
+			d.answer(info, result{info: consumerInfo{ackFloor: 2}})
+		}
+		for _, g := range d.takeAll(effLedgerGet) {
+			if g.key == "b-p" {
+				d.answer(g, result{rev: 9, value: encRecord(t, settling)})
+				continue
+			}
+			d.answer(g, result{rev: 10, value: successor})
+		}
+		d.advance(d.c.cfg.BatchLinger)
+		if seqs := d.createdSeqs(); len(seqs) > 0 {
+			assert.Contains(t, seqs, uint64(3), fmt.Sprint(seqs))
+			return
+		}
+	}
+	t.Fatal("L-2's event never went on: the split parent kept its lesson")
 }
