@@ -306,7 +306,7 @@ func (c *core) indexRecords(recs []*record, revs []uint64) int {
 		}
 		bt := &batch{key: r.Key, mandator: r.Mandator, action: r.Action, state: r.State, batchID: r.BatchID,
 			created: r.Created, submittedAt: r.SubmittedAt, acceptedAt: r.AcceptedAt, attempts: r.Attempts,
-			ledgerRev: revs[i], ambiguous: true, verdict: r.Verdict, accOutage: c.outage,
+			ledgerRev: revs[i], ambiguous: true, verdict: r.Verdict, accOutage: c.outage, fromRecord: true,
 			iso: r.Isolation, parent: r.Parent, root: r.Root, rebuilt: r.rebuilt, foreign: true, replaces: r.Replaces}
 		if r.rebuilt {
 			bt.ambiguous = false // never submitted: its record did not exist
@@ -495,6 +495,12 @@ func (c *core) readLedger(what string, then func(recs []*record, revs []uint64))
 			c.fail(err)
 			return
 		}
+		c.namedBy = make(map[uint64]string, len(c.namedBy))
+		for _, r := range recs {
+			for _, s := range r.Seqs {
+				c.namedBy[s] = r.Key
+			}
+		}
 		then(recs, revs)
 	})
 }
@@ -585,8 +591,9 @@ func (c *core) reloaded(recs []*record, revs []uint64, floor uint64, floorOK boo
 		case len(c.limbo) > 0 || (!floorOK && it.redelivered):
 			// Without the ack floor a redelivered message that no record names may have been
 			// settled (its record gone because it was): it waits for the next read, and what came
-			// after it waits behind it (simulation seed 7477, found with this round's barrier rule for held redeliveries: a
-			// message, acknowledged by the instance that took its batch over, imported again).
+			// after it waits behind it (simulation seed 7477, found with this round's barrier
+			// rule for held redeliveries: a message that the instance that took its batch over
+			// had acknowledged, imported again).
 			c.limbo = append(c.limbo, it)
 		case it.seq <= floor:
 			if c.bySeq[it.seq] == it {
