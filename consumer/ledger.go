@@ -415,6 +415,14 @@ func (c *core) reconcile(recs []*record, revs []uint64, floor uint64, floorOK bo
 	for _, k := range sortedKeys(c.recovering) {
 		rc := c.recovering[k]
 		i, ok := now[k]
+		if ok && recs[i].rebuilt && !rc.rec.rebuilt {
+			// Its record is gone and the listing has it only rebuilt from its split parent's
+			// verdict (the parent's record waits for the ack floor): the child ran; gone, as
+			// below. Taken for the rebuilt record, the messages of it held here completed it and
+			// it was submitted again with its JobIDs (simulation seed 11695: "Duplicate JobId",
+			// an in_doubt outcome beside the child's own).
+			ok = false
+		}
 		renamed := false
 		for q := range rc.items {
 			renamed = renamed || named[q]
@@ -543,7 +551,7 @@ func (c *core) reloaded(recs []*record, revs []uint64, floor uint64, floorOK boo
 		if rc.bt.dead {
 			continue
 		}
-		if i, ok := at[rc.rec.Key]; ok && !replaced[rc.rec.Key] {
+		if i, ok := at[rc.rec.Key]; ok && !replaced[rc.rec.Key] && !(recs[i].rebuilt && !rc.rec.rebuilt) { // rebuilt only: gone (reconcile)
 			if revs[i] != rc.rev {
 				orphans = append(orphans, c.refresh(rc, recs[i], revs[i])...)
 			}
@@ -587,6 +595,18 @@ func (c *core) reloaded(recs []*record, revs []uint64, floor uint64, floorOK boo
 			break
 		}
 		switch {
+		case floorOK && it.seq <= floor && c.recoverBySeq[it.seq] != nil && c.recoverBySeq[it.seq].bt.rebuilt:
+			// A rebuilt child's message at or below the ack floor was settled: the child ran
+			// (its record went after its acks landed) and its parent's record, which waits for
+			// the floor, had it rebuilt. Attached, it would complete the child, which would be
+			// submitted again with its JobIDs ("Duplicate JobId": an in_doubt outcome beside the
+			// child's own; simulation seeds 11695 and 15255: the message had waited in the limbo
+			// for this read while the child's acks landed).
+			if c.bySeq[it.seq] == it {
+				delete(c.bySeq, it.seq)
+			}
+			c.log.Info("redelivered message of a rebuilt child is at or below the ack floor (the child ran and settled it); dropped",
+				zap.Uint64("streamSeq", it.seq), zap.String("batchKey", c.recoverBySeq[it.seq].bt.key))
 		case c.attachRecovered(it):
 		case len(c.limbo) > 0 || (!floorOK && it.redelivered):
 			// Without the ack floor a redelivered message that no record names may have been

@@ -132,3 +132,40 @@ func TestSettledSplitParentLetsItsChildsLessonGo(t *testing.T) {
 	}
 	t.Fatal("L-2's event never went on: the split parent kept its lesson")
 }
+
+// TestChildThatRanIsNotRebuiltFromItsMessages is simulation seeds 11695 and 15255: a child batch
+// of a failure isolation ran and settled at another instance, which removed its record once the
+// ack floor passed its messages; the split parent's record still waits for the floor to pass its
+// own. Here the child's message had come back (a redelivery before the child's acks landed) and
+// completed the recovered child; the re-read found the child only rebuilt from the parent's
+// verdict, took that for its record, and submitted the child again with its JobIDs: "Duplicate
+// JobId", an in_doubt outcome beside the child's succeeded one. A recovered record that the ledger
+// has only rebuilt is gone: the message, at or below the ack floor, is dropped.
+func TestChildThatRanIsNotRebuiltFromItsMessages(t *testing.T) {
+	_, settling, child := splitParent(t)
+	parent := rawRecord{key: "b-p", rev: 9, value: encRecord(t, settling)}
+	settled := func(t *testing.T, d *coreDriver) {
+		t.Helper()
+		d.none(effLedgerCreate)
+		d.none(effSubmit)
+		assert.Nil(t, d.c.bySeq[2], "settled by the child that ran: dropped")
+		d.advance(d.c.window())
+		for _, info := range d.takeAll(effConsumerInfo) {
+			d.answer(info, result{info: consumerInfo{ackFloor: 5}})
+		}
+		d.none(effSubmit)
+		d.none(effPublishOutcome)
+	}
+	t.Run("recovered child", func(t *testing.T) { // seed 11695
+		d := newCoreDriverWith(t, nil, facts{}, []rawRecord{parent, {key: "b-c", rev: 10, value: encRecord(t, child)}}, consumerInfo{})
+		d.deliverSeq(schemas.TypeLessonUpdated, "L-2", 2, 2) // the child's message, redelivered: the child is complete
+		d.relist(5, parent)                                  // its record is gone; the parent still names it in its verdict
+		settled(t, d)
+	})
+	t.Run("message waiting for the ledger read", func(t *testing.T) { // seed 15255
+		d := newCoreDriver(t, nil)
+		d.deliverSeq(schemas.TypeLessonUpdated, "L-2", 2, 2) // unknown here: waits for a ledger read
+		d.relist(5, parent)                                  // the child is only rebuilt from the parent's verdict
+		settled(t, d)
+	})
+}
