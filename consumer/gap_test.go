@@ -434,3 +434,46 @@ func TestGapWhileWaitingOutlastsTheWindow(t *testing.T) {
 		assert.NotContains(t, r.Seqs, uint64(4), "L-2's update waits behind its create")
 	}
 }
+
+// TestLateOlderEventKeepsStreamOrderInTheGate is simulation seed 13947: an update of L-1 (seq 3),
+// handed back when the record of the batch it waited behind landed (the pin had moved), came back
+// to this instance, which had the pin again, after L-1's delete (seq 5) had arrived; it was queued
+// behind the delete and imported after it. A late older event now takes its place in stream
+// order among the events waiting behind the lesson's batch, and one that meets a pending newer
+// event of the same action is settled with it without replacing the newer data.
+func TestLateOlderEventKeepsStreamOrderInTheGate(t *testing.T) {
+	d := newCoreDriver(t, nil)
+	d.deliverSeq(schemas.TypeLessonCreated, "L-1", 1, 1)
+	d.advance(d.c.cfg.BatchLinger)
+	create := d.expect(effLedgerCreate)
+	d.deliverSeq(schemas.TypeLessonDeleted, "L-1", 5, 1) // waits behind L-1's batch
+	d.deliverSeq(schemas.TypeLessonUpdated, "L-1", 3, 1) // older, late
+	d.deliverSeq(schemas.TypeLessonUpdated, "L-2", 7, 1) // pending
+	d.deliverSeq(schemas.TypeLessonUpdated, "L-2", 6, 1) // older, late: settled with seq 7
+	d.answer(create, result{rev: 1})
+	d.answer(d.expect(effSubmit), result{status: &jobmanager.BatchStatus{BatchID: "4711"}})
+	d.answer(d.expect(effLedgerUpdate), result{rev: 2})
+	d.advance(time.Second)
+	d.answer(d.expect(effPoll), result{status: &jobmanager.BatchStatus{BatchID: "4711", ImportStatus: jobmanager.StatusLessonsCreated}})
+	d.answer(d.expect(effLedgerUpdate), result{rev: 3})
+	d.answer(d.expect(effPublishOutcome), result{})
+	d.answer(d.expect(effAck), result{acked: []uint64{1}})
+	d.advance(d.c.cfg.BatchLinger)
+	effective := map[uint64]bool{}
+	var settles []uint64
+	for _, e := range d.takeAll(effLedgerCreate) {
+		r, err := parseRecord(e.key, e.value)
+		require.NoError(t, err)
+		for _, j := range r.Jobs {
+			for _, s := range j.Seqs {
+				effective[s] = true
+			}
+		}
+		settles = append(settles, r.Seqs...)
+	}
+	assert.True(t, effective[3], "L-1's update goes before its delete")
+	assert.False(t, effective[5], "L-1's delete waits behind its update")
+	assert.True(t, effective[7], "L-2's newer data is what is imported")
+	assert.False(t, effective[6])
+	assert.ElementsMatch(t, []uint64{3, 6, 7}, settles)
+}
