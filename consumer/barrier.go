@@ -172,13 +172,14 @@ func (c *core) recheckBarrier(gen int) {
 // What is not counted is taken for outstanding: the barrier waits longer (until its owner's acks
 // or ours take it off the server's count, or the window is over), never less.
 func (c *core) heldUpTo(seq, floor uint64) int {
-	known, maybe := c.heldElsewhere()
+	live := c.liveNamed()
+	known, maybe := c.heldElsewhere(live)
 	n := 0
 	for s, it := range c.bySeq {
 		if s > seq || s <= floor || it.acked || it.watched {
 			continue
 		}
-		if it.redelivered && (maybe[s] || (!known[s] && c.mayBeSettledElsewhere(it))) {
+		if it.redelivered && (maybe[s] || (!known[s] && c.mayBeSettledElsewhere(it, live))) {
 			continue
 		}
 		n++
@@ -190,7 +191,7 @@ func (c *core) heldUpTo(seq, floor uint64) int {
 // in no batch here, named by no recovered record, and arrived after the last ledger listing was
 // issued: that listing cannot tell whether another instance's record names it.
 func (c *core) heldUnknown(seq, floor uint64) bool {
-	known, _ := c.heldElsewhere()
+	known, _ := c.heldElsewhere(c.liveNamed())
 	for s, it := range c.bySeq {
 		if s <= seq && s > floor && !it.acked && !it.watched && it.redelivered && !known[s] && c.recoverBySeq[s] == nil && !c.listedSince(it) {
 			return true
@@ -199,9 +200,22 @@ func (c *core) heldUnknown(seq, floor uint64) bool {
 	return false
 }
 
+// liveNamed is the set of batch keys that some other instance's liveness entry names (as the last
+// ledger listing had them).
+func (c *core) liveNamed() map[string]bool {
+	named := map[string]bool{}
+	for _, e := range c.live {
+		for _, k := range e.batches {
+			named[k] = true
+		}
+	}
+	return named
+}
+
 // heldElsewhere returns the held messages that are in a batch or a recovered record here (known),
-// and those of them that another instance may be settling (maybe): see heldUpTo.
-func (c *core) heldElsewhere() (known, maybe map[uint64]bool) {
+// and those of them that another instance may be settling (maybe): see heldUpTo. live is
+// liveNamed().
+func (c *core) heldElsewhere(live map[string]bool) (known, maybe map[uint64]bool) {
 	known, maybe = map[uint64]bool{}, map[uint64]bool{}
 	add := func(its []*item, m bool) {
 		for _, it := range its {
@@ -212,7 +226,7 @@ func (c *core) heldElsewhere() (known, maybe map[uint64]bool) {
 		}
 	}
 	for k, rc := range c.recovering {
-		add(rc.back(), c.namedLive(k) != "")
+		add(rc.back(), live[k])
 	}
 	for _, rc := range c.goneRC {
 		add(rc.back(), true) // gone at its re-read: most likely settled by its owner
@@ -221,7 +235,7 @@ func (c *core) heldElsewhere() (known, maybe map[uint64]bool) {
 		if c.recovering[k] != nil {
 			continue
 		}
-		add(bt.items, bt.fromRecord && bt.state == stateSettling && c.namedLive(k) != "")
+		add(bt.items, bt.fromRecord && bt.state == stateSettling && live[k])
 	}
 	return known, maybe
 }
@@ -230,16 +244,16 @@ func (c *core) heldElsewhere() (known, maybe map[uint64]bool) {
 // (parked at the barrier, waiting for a ledger read, or in the gate), whether a record that a
 // liveness entry names has it: a recovered record that names it, or, for one that none does, the
 // record the last ledger listing had it in; one that arrived after that listing was issued is not
-// known yet.
-func (c *core) mayBeSettledElsewhere(it *item) bool {
+// known yet. live is liveNamed().
+func (c *core) mayBeSettledElsewhere(it *item, live map[string]bool) bool {
 	if rc := c.recoverBySeq[it.seq]; rc != nil {
-		return c.namedLive(rc.rec.Key) != "" // a record read already names it
+		return live[rc.rec.Key] // a record read already names it
 	}
 	if !c.listedSince(it) {
 		return true
 	}
 	k := c.namedBy[it.seq]
-	return k != "" && c.namedLive(k) != ""
+	return k != "" && live[k]
 }
 
 // listedSince reports whether the last ledger listing was issued after it arrived.
