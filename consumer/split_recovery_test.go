@@ -169,3 +169,40 @@ func TestChildThatRanIsNotRebuiltFromItsMessages(t *testing.T) {
 		settled(t, d)
 	})
 }
+
+// TestOwnersSplitWithoutFaultIsNotSettledHere is simulation seed 5057 (with an intermediate build
+// of this round): a split that kept no lesson at fault (bisected: every lesson resubmitted in a
+// child) has no message of its own, so an instance that read its settling record published its
+// outcome and removed the record at once. Its owner was alive, still starting the children; it
+// found its record gone, took that for a takeover and let the children's messages go without
+// acks, and one came back after a newer event of its lesson. While a live entry names it, it is
+// left to its owner now; when none does, its outcome goes from here as before.
+func TestOwnersSplitWithoutFaultIsNotSettledHere(t *testing.T) {
+	accepted, _, _ := splitParent(t)
+	msgs := []string{"Fehler: Validierung fehlgeschlagen"}
+	start, err := isolation.Start(2, isolation.Limits{})
+	require.NoError(t, err)
+	decision, err := isolation.Plan(start, []isolation.Lesson{{ID: "L-1", JobID: "lb-20260101-a", Ref: 5}, {ID: "L-2", JobID: "lb-20260101-b", Ref: 2}}, msgs)
+	require.NoError(t, err)
+	require.Len(t, decision.Parts, 2)
+	require.Empty(t, decision.AtFault)
+	p := *accepted
+	p.State = stateSettling
+	p.Verdict = &verdict{Reason: schemas.ReasonImportFailed, ErrorClass: schemas.ErrorClassData, ImportStatus: string(jobmanager.StatusLessonsImportFailed),
+		ErrorMessages: msgs, LessonCount: 2, Polls: 1, Split: &split{Decision: decision, Children: []splitChild{
+			{Key: "b-c1", JobIDs: []string{"lb-20260101-c"}, Seqs: seqList{5}}, {Key: "b-c2", JobIDs: []string{"lb-20260101-d"}, Seqs: seqList{2}}},
+			ResubmittedEventIDs: []string{"ev-5", "ev-2"}, ResubmittedLessonIDs: []string{"L-1", "L-2"}}}
+	parent := rawRecord{key: "b-p", rev: 9, value: encRecord(t, &p)}
+
+	d := newCoreDriverWith(t, nil, facts{}, []rawRecord{parent, liveEntryOf(t, "live-b", 10, 9, "b-p")}, consumerInfo{})
+	d.none(effPublishOutcome)
+	d.advance(d.c.window())
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{ackFloor: 1}})
+	d.answerAll(effLedgerGet, result{rev: 9, value: encRecord(t, &p)})
+	d.none(effPublishOutcome)
+	d.none(effLedgerDelete)
+
+	e := newCoreDriverWith(t, nil, facts{}, []rawRecord{parent}, consumerInfo{}) // no live instance names it
+	out := e.expect(effPublishOutcome)
+	assert.Equal(t, "b-p", out.key)
+}
