@@ -24,12 +24,14 @@ import (
 //   - when this instance loses the pin (lostPin, in core.go), for the time it may get it back.
 //
 // Armed, the first valid arrival asks the consumer; every valid arrival is then parked until the
-// messages outstanding elsewhere (NumAckPending minus what this instance holds unacked, at or below
-// the delivered sequence) came back, or a re-check (every heartbeat) finds none outstanding any
-// more (their holder settled them), or twice AckWait plus a heartbeat passed since the first
-// arrival. Then the parked events are admitted in stream order; when the window ran out with
+// messages outstanding elsewhere (NumAckPending less what this instance holds that the server still
+// counts, at or below the delivered sequence: heldUpTo) came back, or a re-check (every heartbeat)
+// finds none outstanding any more (their holder settled them), or twice AckWait plus a heartbeat
+// passed since the first arrival. Then the parked events are admitted in stream order; when the window ran out with
 // messages still outstanding (held by a live instance, or late), through a ledger read, so that the
-// other instance's open batches keep their lessons. A consumer-info call that fails is repeated
+// other instance's open batches keep their lessons; but when deliveries were skipped while it
+// waited, it asks the consumer again with a window of its own (they come back AckWait after they
+// were sent). A consumer-info call that fails is repeated
 // every barrierRetry within the window instead of holding everything for the whole window.
 type barrier struct {
 	state       barrierState
@@ -112,31 +114,150 @@ func (c *core) recheckBarrier(gen int) {
 		if br.gen != gen || br.state != barrierWaiting {
 			return
 		}
-		switch {
-		case r.kind == errNone && r.info.numAckPending-c.heldUpTo(r.info.delivered) <= 0:
-			c.openOrReprobe("nothing outstanding elsewhere")
-			return
-		case !c.now.Before(br.deadline):
-			c.openThroughLedger()
+		decide := func() {
+			if br.gen != gen || br.state != barrierWaiting {
+				return
+			}
+			switch {
+			case r.kind == errNone && r.info.numAckPending-c.heldUpTo(r.info.delivered, r.info.ackFloor) <= 0:
+				c.openOrReprobe("nothing outstanding elsewhere")
+				return
+			case !c.now.Before(br.deadline) && br.regap:
+				// Deliveries were skipped while it waited (lost on the way, or gone to another
+				// instance): they come back AckWait after they were sent, which may be after this
+				// window, and may hold earlier events of the lessons parked here (simulation seeds
+				// 8400 and 6440: a create lost on the way came back just after the window ran
+				// out, and its update had been imported). Asked again, with a window of its own.
+				c.log.Info("barrier window over, but deliveries were skipped while it waited; asking the consumer again",
+					zap.Int("parked", len(br.parked)))
+				br.regap = false
+				br.state = barrierProbing
+				br.gen++
+				c.probeOutstanding(br.gen, c.now.Add(c.window()))
+				return
+			case !c.now.Before(br.deadline):
+				c.openThroughLedger()
+				return
+			}
+			c.after(c.heartbeat, func() { c.recheckBarrier(gen) })
+		}
+		if r.kind == errNone && c.now.Before(br.deadline) && c.heldUnknown(r.info.delivered, r.info.ackFloor) {
+			c.readLedger("barrier ledger read", func([]*record, []uint64) { decide() })
 			return
 		}
-		c.after(c.heartbeat, func() { c.recheckBarrier(gen) })
+		decide()
 	})
 }
 
-// heldUpTo counts the messages held here at or below stream sequence seq whose final ack was not
-// sent yet (an acked one no longer counts as pending at the server, or soon will not). Messages of
-// a batch whose live owner may be settling it (watched: waiting for its owner) do not count
-// either: that owner's acks take them off the server's count while they are still held here.
-func (c *core) heldUpTo(seq uint64) int {
+// heldUpTo counts the messages held here, at or below stream sequence seq, that the server still
+// counts among NumAckPending: the barrier takes NumAckPending less these for the messages
+// outstanding elsewhere, so a held message that the server no longer counts would let the barrier
+// open while one that is really outstanding (its Nak dropped, its delivery lost on the way) is not
+// back (simulation seeds 147, 2455, 5554, 8786). Not counted:
+//
+//   - messages at or below the ack floor (settled);
+//   - messages whose final ack was sent (the server counts them settled already, or soon will);
+//   - a redelivered message that the instance it was delivered to before may have settled: the
+//     server takes an ack by stream sequence from any delivery of the message (nats-server's
+//     processAckMsg looks the sequence up in the consumer's pending map), so that instance's
+//     acks take it off the count while it is held here. That instance acks only messages of its
+//     batches, whose records are in the ledger before the message could come back here (a record
+//     landing after its messages' lease ran out is abandoned): so the messages of a recovered
+//     record (or of a batch resumed from one while it settles) that a liveness entry names, of one
+//     whose record was gone at its re-read, of one waiting for its owner (watched), and held
+//     messages that the last ledger listing saw named by such a record. A redelivered message
+//     that arrived after the last listing was issued is not known yet (heldUnknown: the barrier
+//     reads the ledger before it decides) and is not counted either.
+//
+// What is not counted is taken for outstanding: the barrier waits longer (until its owner's acks
+// or ours take it off the server's count, or the window is over), never less.
+func (c *core) heldUpTo(seq, floor uint64) int {
+	live := c.liveNamed()
+	known, maybe := c.heldElsewhere(live)
 	n := 0
 	for s, it := range c.bySeq {
-		if s <= seq && !it.acked && !it.watched {
-			n++
+		if s > seq || s <= floor || it.acked || it.watched {
+			continue
 		}
+		if it.redelivered && (maybe[s] || (!known[s] && c.mayBeSettledElsewhere(it, live))) {
+			continue
+		}
+		n++
 	}
 	return n
 }
+
+// heldUnknown reports whether a redelivered message held here at or below seq and above floor is
+// in no batch here, named by no recovered record, and arrived after the last ledger listing was
+// issued: that listing cannot tell whether another instance's record names it.
+func (c *core) heldUnknown(seq, floor uint64) bool {
+	known, _ := c.heldElsewhere(c.liveNamed())
+	for s, it := range c.bySeq {
+		if s <= seq && s > floor && !it.acked && !it.watched && it.redelivered && !known[s] && c.recoverBySeq[s] == nil && !c.listedSince(it) {
+			return true
+		}
+	}
+	return false
+}
+
+// liveNamed is the set of batch keys that some other instance's liveness entry names (as the last
+// ledger listing had them).
+func (c *core) liveNamed() map[string]bool {
+	named := map[string]bool{}
+	for _, e := range c.live {
+		for _, k := range e.batches {
+			named[k] = true
+		}
+	}
+	return named
+}
+
+// heldElsewhere returns the held messages that are in a batch or a recovered record here (known),
+// and those of them that another instance may be settling (maybe): see heldUpTo. live is
+// liveNamed().
+func (c *core) heldElsewhere(live map[string]bool) (known, maybe map[uint64]bool) {
+	known, maybe = map[uint64]bool{}, map[uint64]bool{}
+	add := func(its []*item, m bool) {
+		for _, it := range its {
+			known[it.seq] = true
+			if m {
+				maybe[it.seq] = true
+			}
+		}
+	}
+	for k, rc := range c.recovering {
+		add(rc.back(), live[k])
+	}
+	for _, rc := range c.goneRC {
+		add(rc.back(), true) // gone at its re-read: most likely settled by its owner
+	}
+	for k, bt := range c.batches {
+		if c.recovering[k] != nil {
+			continue
+		}
+		add(bt.items, bt.fromRecord && bt.state == stateSettling && live[k])
+	}
+	return known, maybe
+}
+
+// mayBeSettledElsewhere is, for a redelivered message in no batch or recovered record here
+// (parked at the barrier, waiting for a ledger read, or in the gate), whether a record that a
+// liveness entry names has it: a recovered record that names it, or, for one that none does, the
+// record the last ledger listing had it in; one that arrived after that listing was issued is not
+// known yet. live is liveNamed().
+func (c *core) mayBeSettledElsewhere(it *item, live map[string]bool) bool {
+	if rc := c.recoverBySeq[it.seq]; rc != nil {
+		return live[rc.rec.Key] // a record read already names it
+	}
+	if !c.listedSince(it) {
+		return true
+	}
+	k := c.namedBy[it.seq]
+	return k != "" && live[k]
+}
+
+// listedSince reports whether the last ledger listing was issued after it arrived.
+func (c *core) listedSince(it *item) bool { return c.liveAt.After(time.Unix(0, it.arrived)) }
 
 // noteGap arms the barrier when a delivery skipped consumer sequences: the deliveries in between
 // went to another instance (the pin moved away and back) or were lost on the way (a node died with
@@ -204,13 +325,25 @@ func (c *core) probeOutstanding(gen int, until time.Time) {
 			c.after(barrierRetry, func() { c.probeOutstanding(gen, until) })
 			return
 		}
-		// Held here already and counted by the server: what we hold from below the floor.
-		mine := c.heldUpTo(r.info.delivered)
-		if r.info.numAckPending-mine <= 0 {
-			c.openOrReprobe("")
+		decide := func() {
+			if br.state != barrierProbing || br.gen != gen {
+				return
+			}
+			// Held here already and counted by the server: what we hold from below the floor.
+			mine := c.heldUpTo(r.info.delivered, r.info.ackFloor)
+			if r.info.numAckPending-mine <= 0 {
+				c.openOrReprobe("")
+				return
+			}
+			c.waitFor(r.info.numAckPending-mine, r.info.delivered, mine)
+		}
+		if c.heldUnknown(r.info.delivered, r.info.ackFloor) {
+			// Redeliveries that arrived since the ledger was last read: whether another
+			// instance's record names them (and its owner may settle them) only a listing tells.
+			c.readLedger("barrier ledger read", func([]*record, []uint64) { decide() })
 			return
 		}
-		c.waitFor(r.info.numAckPending-mine, r.info.delivered, mine)
+		decide()
 	})
 }
 

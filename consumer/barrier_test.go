@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -79,4 +80,47 @@ func TestNormalStartDoesNotWait(t *testing.T) {
 	h.start()
 	h.waitEvents(300, 10*time.Second)
 	assert.Less(t, time.Since(t0), 5*time.Second, "no AckWait-long barrier on a clean start")
+}
+
+// settlingB1 is another instance's record b-1 in state settling (its outcome decided): lesson
+// L-1's event at stream seq 1.
+func settlingB1(t *testing.T) []byte {
+	t.Helper()
+	v, err := json.Marshal(&record{Version: recordVersion, Key: "b-1", Mandator: "m1", Action: schemas.ActionCreate, State: stateSettling,
+		BatchID: "4711", Verdict: &verdict{ImportStatus: "LessonsCreated", LessonCount: 1},
+		Jobs: []recordJob{{JobID: "lb-20260101-x", Seqs: seqList{1}, Lessons: []string{"L-1"}}}, Seqs: seqList{1}})
+	require.NoError(t, err)
+	return v
+}
+
+// TestBarrierDoesNotCountWhatALiveOwnerMaySettle is simulation seeds 147, 2455, 5554 and 8786: a
+// live instance's settling batch has its message (seq 1) redelivered here (its heartbeats did not
+// reach the server), and its owner's ack lands after that (the server takes an ack by stream
+// sequence from any delivery). The barrier took NumAckPending less everything held here for the
+// messages outstanding elsewhere, so seq 1, no longer counted by the server, stood in for seq 2,
+// which really was out (its delivery lost on the way): the barrier opened and L-2's update (seq 3)
+// went to JobManager before its create. A held message that a live owner may settle does not
+// count as held here now: the barrier waits for seq 2.
+func TestBarrierDoesNotCountWhatALiveOwnerMaySettle(t *testing.T) {
+	b1 := rawRecord{key: "b-1", rev: 5, value: settlingB1(t)}
+	d := newCoreDriverWith(t, nil, facts{}, []rawRecord{b1, liveEntryOf(t, "live-a", 6, 5, "b-1")},
+		consumerInfo{numAckPending: 2, delivered: 2, deliveredC: 2})
+	d.deliverC(schemas.TypeLessonCreated, "L-1", 1, 3, 2) // b-1's message, redelivered here: parked, the barrier asks
+	d.deliverC(schemas.TypeLessonUpdated, "L-2", 3, 4, 1) // L-2's update; its create (seq 2) is out
+	// The server: seq 2 and 3 pending; seq 1 was acked by its owner after it was redelivered here.
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{numAckPending: 2, delivered: 3, deliveredC: 4}})
+	require.Equal(t, barrierWaiting, d.c.barrier.state, "seq 2 is outstanding")
+	assert.Equal(t, 1, d.c.barrier.outstanding)
+	d.advance(d.c.cfg.BatchLinger)
+	d.none(effLedgerCreate)
+
+	d.deliverC(schemas.TypeLessonCreated, "L-2", 2, 5, 2) // the create is back
+	require.Equal(t, barrierOpen, d.c.barrier.state)
+	d.relist(1, b1, liveEntryOf(t, "live-a", 8, 7, "b-1")) // the ledger read for the redeliveries
+	d.advance(d.c.cfg.BatchLinger)
+	create := d.expect(effLedgerCreate)
+	r, err := parseRecord(create.key, create.value)
+	require.NoError(t, err)
+	assert.Equal(t, seqList{2}, r.Seqs, "L-2's create goes first; its update waits behind it")
+	d.none(effLedgerCreate)
 }

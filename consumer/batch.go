@@ -82,6 +82,9 @@ type batch struct {
 	// awaiting: a recovered record whose messages all came back, waiting to see whether its owner
 	// is alive (liveness.go awaitOwner)
 	awaiting bool
+	// fromRecord: recovered from a ledger record this process did not write (another instance's,
+	// or an earlier incarnation's); its owner may still be settling it (barrier.go heldUpTo)
+	fromRecord bool
 }
 
 // setLogger gives the batch a child logger: every line of a batch carries batchKey, mandator,

@@ -154,6 +154,7 @@ type core struct {
 	ownerCheckOff bool
 	live          map[string]liveEntry // the other instances' entries, as the last ledger listing had them
 	liveAt        time.Time            // when that listing was issued
+	namedBy       map[uint64]string    // stream sequence -> the key of the record naming it, in that listing
 	liveSeen      map[string]liveSeen  // since when each entry has had its revision
 
 	phase   phase

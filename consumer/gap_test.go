@@ -389,3 +389,91 @@ func TestLostPinKeepsParkedEventsBehindAnUnrecordedBatch(t *testing.T) {
 	d.answer(create, result{rev: 1})
 	assert.Equal(t, []uint64{3}, d.nakked(), "the record landed: the update goes back")
 }
+
+// TestGapWhileWaitingOutlastsTheWindow is simulation seeds 8400 and 6440: while the barrier waits
+// for a message outstanding elsewhere, a delivery is lost on the way (consumer sequence 3: L-2's
+// create); it comes back AckWait after it was sent, after the window that began before it. The
+// window's end opened the barrier through a ledger read, and L-2's parked update went to JobManager
+// before its create. A gap seen while waiting now makes the barrier ask the consumer again at the
+// window's end, with a window of its own.
+func TestGapWhileWaitingOutlastsTheWindow(t *testing.T) {
+	d := newCoreDriverWith(t, nil, facts{}, nil, consumerInfo{numAckPending: 1, delivered: 1, deliveredC: 1})
+	d.deliverC(schemas.TypeLessonCreated, "L-1", 2, 2, 1) // seq 1 is out elsewhere: parked, the barrier asks
+	d.answer(d.expect(effConsumerInfo), result{info: consumerInfo{numAckPending: 2, delivered: 2, deliveredC: 2}})
+	require.Equal(t, barrierWaiting, d.c.barrier.state)
+	elsewhere := result{info: consumerInfo{numAckPending: 4, delivered: 4, deliveredC: 4}} // seq 1 and seq 3 out
+	d.advance(d.c.heartbeat)
+	d.answer(d.expect(effConsumerInfo), elsewhere)
+	d.answerAll(effBeat, result{})
+	d.deliverC(schemas.TypeLessonUpdated, "L-2", 4, 4, 1) // consumer sequence 3 (seq 3, L-2's create) was lost on the way
+	require.True(t, d.c.barrier.regap)
+
+	first := d.c.barrier.deadline
+	for waited := d.c.heartbeat; d.c.barrier.state == barrierWaiting && d.c.barrier.deadline.Equal(first); waited += d.c.heartbeat {
+		require.Less(t, waited, d.c.window()+2*d.c.heartbeat, "the window ends")
+		d.advance(d.c.heartbeat)
+		d.answer(d.expect(effConsumerInfo), elsewhere)
+		d.answerAll(effBeat, result{})
+	}
+	d.none(effLedgerList)
+	require.Equal(t, barrierProbing, d.c.barrier.state, "the window that began before the gap does not open it: the consumer is asked again")
+	d.answer(d.expect(effConsumerInfo), elsewhere)
+	require.Equal(t, barrierWaiting, d.c.barrier.state)
+	assert.True(t, d.c.barrier.deadline.After(first), "with a window of its own")
+	d.advance(d.c.cfg.BatchLinger)
+	d.none(effLedgerCreate)
+
+	d.deliverC(schemas.TypeLessonCreated, "L-2", 3, 5, 2) // the lost create is back
+	d.deliverC(schemas.TypeLessonCreated, "L-3", 1, 6, 2) // and the one that was elsewhere
+	require.Equal(t, barrierOpen, d.c.barrier.state)
+	d.reload(result{}) // the redeliveries go through a ledger read
+	d.advance(d.c.cfg.BatchLinger)
+	for _, e := range d.takeAll(effLedgerCreate) {
+		r, err := parseRecord(e.key, e.value)
+		require.NoError(t, err)
+		assert.NotContains(t, r.Seqs, uint64(4), "L-2's update waits behind its create")
+	}
+}
+
+// TestLateOlderEventKeepsStreamOrderInTheGate is simulation seed 13947: an update of L-1 (seq 3),
+// handed back when the record of the batch it waited behind landed (the pin had moved), came back
+// to this instance, which had the pin again, after L-1's delete (seq 5) had arrived; it was queued
+// behind the delete and imported after it. A late older event now takes its place in stream
+// order among the events waiting behind the lesson's batch, and one that meets a pending newer
+// event of the same action is settled with it without replacing the newer data.
+func TestLateOlderEventKeepsStreamOrderInTheGate(t *testing.T) {
+	d := newCoreDriver(t, nil)
+	d.deliverSeq(schemas.TypeLessonCreated, "L-1", 1, 1)
+	d.advance(d.c.cfg.BatchLinger)
+	create := d.expect(effLedgerCreate)
+	d.deliverSeq(schemas.TypeLessonDeleted, "L-1", 5, 1) // waits behind L-1's batch
+	d.deliverSeq(schemas.TypeLessonUpdated, "L-1", 3, 1) // older, late
+	d.deliverSeq(schemas.TypeLessonUpdated, "L-2", 7, 1) // pending
+	d.deliverSeq(schemas.TypeLessonUpdated, "L-2", 6, 1) // older, late: settled with seq 7
+	d.answer(create, result{rev: 1})
+	d.answer(d.expect(effSubmit), result{status: &jobmanager.BatchStatus{BatchID: "4711"}})
+	d.answer(d.expect(effLedgerUpdate), result{rev: 2})
+	d.advance(time.Second)
+	d.answer(d.expect(effPoll), result{status: &jobmanager.BatchStatus{BatchID: "4711", ImportStatus: jobmanager.StatusLessonsCreated}})
+	d.answer(d.expect(effLedgerUpdate), result{rev: 3})
+	d.answer(d.expect(effPublishOutcome), result{})
+	d.answer(d.expect(effAck), result{acked: []uint64{1}})
+	d.advance(d.c.cfg.BatchLinger)
+	effective := map[uint64]bool{}
+	var settles []uint64
+	for _, e := range d.takeAll(effLedgerCreate) {
+		r, err := parseRecord(e.key, e.value)
+		require.NoError(t, err)
+		for _, j := range r.Jobs {
+			for _, s := range j.Seqs {
+				effective[s] = true
+			}
+		}
+		settles = append(settles, r.Seqs...)
+	}
+	assert.True(t, effective[3], "L-1's update goes before its delete")
+	assert.False(t, effective[5], "L-1's delete waits behind its update")
+	assert.True(t, effective[7], "L-2's newer data is what is imported")
+	assert.False(t, effective[6])
+	assert.ElementsMatch(t, []uint64{3, 6, 7}, settles)
+}

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -81,18 +82,33 @@ func (c *core) admit(it *item) {
 	case st.pending != nil && len(st.waiting) == 0 && st.pending.eff.ev.Action() == it.ev.Action():
 		c.coalesce(st.pending, it)
 	default:
-		st.waiting = append(st.waiting, it)
+		st.waiting = insertBySeq(st.waiting, it)
 	}
 }
 
-// coalesce makes it the effective event of p; the older events are settled with it.
+// insertBySeq puts it into the lesson's waiting events in stream order (publish order): a
+// redelivery that comes back after newer events of its lesson arrived (handed back with a Nak
+// that returned to this instance, or late) goes before them, not behind (simulation seed 13947:
+// an older update, handed back when its batch's record landed, came back after the lesson's
+// delete and was imported after it).
+func insertBySeq(waiting []*item, it *item) []*item {
+	i, _ := slices.BinarySearchFunc(waiting, it.seq, func(w *item, s uint64) int { return cmp.Compare(w.seq, s) })
+	return slices.Insert(waiting, i, it)
+}
+
+// coalesce settles it with p: the newer of it and p's effective event (by stream sequence) is
+// the effective one, the older is settled with it. An older event can come after a newer one (a
+// redelivery): it does not replace the newer data.
 func (c *core) coalesce(p *pendingLesson, it *item) {
+	p.items = append(p.items, it)
+	if it.seq < p.eff.seq {
+		return
+	}
 	g := c.groups[groupKey{it.mandator, it.ev.Action()}]
 	size := int(it.size)
 	g.bytes += size - p.size
 	p.size = size
 	p.eff = it
-	p.items = append(p.items, it)
 }
 
 // addToGroup puts it into its group as lesson k's pending entry: p when not nil, else a new one.
