@@ -66,6 +66,20 @@ func (d *coreDriver) recordedSeqs() []uint64 {
 	return seqs
 }
 
+// succeedRecorded takes the batch whose record just landed (rev 1) through submit, accept, one poll
+// that finds it imported, the settling write, the outcome and its final acks (acked: what the
+// answer confirms).
+func (d *coreDriver) succeedRecorded(acked ...uint64) {
+	d.t.Helper()
+	d.answer(d.expect(effSubmit), result{status: &jobmanager.BatchStatus{BatchID: "4711"}})
+	d.answer(d.expect(effLedgerUpdate), result{rev: 2})
+	d.advance(time.Second)
+	d.answer(d.expect(effPoll), result{status: &jobmanager.BatchStatus{BatchID: "4711", ImportStatus: jobmanager.StatusLessonsCreated}})
+	d.answer(d.expect(effLedgerUpdate), result{rev: 3})
+	d.answer(d.expect(effPublishOutcome), result{})
+	d.answer(d.expect(effAck), result{acked: acked})
+}
+
 // nakked returns the stream sequences of the Nak signals pending.
 func (d *coreDriver) nakked() []uint64 {
 	d.collect()
@@ -355,13 +369,7 @@ func TestLostPinKeepsEventsBehindAnUnrecordedBatch(t *testing.T) {
 
 	d.answer(create, result{rev: 1})
 	assert.Equal(t, []uint64{2}, d.nakked(), "the record landed: the update goes back to the pinned instance")
-	d.answer(d.expect(effSubmit), result{status: &jobmanager.BatchStatus{BatchID: "4711"}})
-	d.answer(d.expect(effLedgerUpdate), result{rev: 2})
-	d.advance(time.Second)
-	d.answer(d.expect(effPoll), result{status: &jobmanager.BatchStatus{BatchID: "4711", ImportStatus: jobmanager.StatusLessonsCreated}})
-	d.answer(d.expect(effLedgerUpdate), result{rev: 3})
-	d.answer(d.expect(effPublishOutcome), result{})
-	d.answer(d.expect(effAck), result{acked: []uint64{1}})
+	d.succeedRecorded(1)
 	d.advance(d.c.cfg.BatchLinger)
 	d.none(effLedgerCreate)
 	assert.Empty(t, d.c.lessons, "nothing of L-2 is held here any more")
@@ -451,13 +459,7 @@ func TestLateOlderEventKeepsStreamOrderInTheGate(t *testing.T) {
 	d.deliverSeq(schemas.TypeLessonUpdated, "L-2", 7, 1) // pending
 	d.deliverSeq(schemas.TypeLessonUpdated, "L-2", 6, 1) // older, late: settled with seq 7
 	d.answer(create, result{rev: 1})
-	d.answer(d.expect(effSubmit), result{status: &jobmanager.BatchStatus{BatchID: "4711"}})
-	d.answer(d.expect(effLedgerUpdate), result{rev: 2})
-	d.advance(time.Second)
-	d.answer(d.expect(effPoll), result{status: &jobmanager.BatchStatus{BatchID: "4711", ImportStatus: jobmanager.StatusLessonsCreated}})
-	d.answer(d.expect(effLedgerUpdate), result{rev: 3})
-	d.answer(d.expect(effPublishOutcome), result{})
-	d.answer(d.expect(effAck), result{acked: []uint64{1}})
+	d.succeedRecorded(1)
 	d.advance(d.c.cfg.BatchLinger)
 	effective := map[uint64]bool{}
 	var settles []uint64
