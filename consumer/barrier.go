@@ -141,11 +141,11 @@ func (c *core) recheckBarrier(gen int) {
 			}
 			c.after(c.heartbeat, func() { c.recheckBarrier(gen) })
 		}
-		if r.kind == errNone && c.now.Before(br.deadline) && c.heldUnknown(r.info.delivered, r.info.ackFloor) {
-			c.readLedger("barrier ledger read", func([]*record, []uint64) { decide() })
+		if r.kind != errNone || !c.now.Before(br.deadline) {
+			decide()
 			return
 		}
-		decide()
+		c.decideKnowing(r.info, decide)
 	})
 }
 
@@ -185,6 +185,17 @@ func (c *core) heldUpTo(seq, floor uint64) int {
 		n++
 	}
 	return n
+}
+
+// decideKnowing runs decide (which counts heldUpTo) at once, or after a ledger read when redeliveries
+// held here arrived since the last one (heldUnknown): whether another instance's record names them,
+// and its owner may settle them, only a listing tells.
+func (c *core) decideKnowing(info consumerInfo, decide func()) {
+	if c.heldUnknown(info.delivered, info.ackFloor) {
+		c.readLedger("barrier ledger read", func([]*record, []uint64) { decide() })
+		return
+	}
+	decide()
 }
 
 // heldUnknown reports whether a redelivered message held here at or below seq and above floor is
@@ -337,13 +348,7 @@ func (c *core) probeOutstanding(gen int, until time.Time) {
 			}
 			c.waitFor(r.info.numAckPending-mine, r.info.delivered, mine)
 		}
-		if c.heldUnknown(r.info.delivered, r.info.ackFloor) {
-			// Redeliveries that arrived since the ledger was last read: whether another
-			// instance's record names them (and its owner may settle them) only a listing tells.
-			c.readLedger("barrier ledger read", func([]*record, []uint64) { decide() })
-			return
-		}
-		decide()
+		c.decideKnowing(r.info, decide)
 	})
 }
 

@@ -516,15 +516,9 @@ func (c *core) reconcile(recs []*record, revs []uint64, floor uint64, floorOK bo
 			letGo = append(letGo, rc.bt)
 		case !ok && len(rc.items) > 0:
 			c.forgetRecovery(rc)
-			if !floorOK && rc.bt.state != stateSettling {
-				later = append(later, rc) // settled by its owner or never submitted: the ack floor tells
-				continue
+			if c.finishGone(rc, floor, floorOK) {
+				later = append(later, rc)
 			}
-			if c.dropSettled(rc, floor) {
-				continue
-			}
-			rc.bt.ledgerRev = 0
-			c.resumeFrom(rc)
 		case !ok:
 			c.forgetRecovery(rc)
 			rc.bt.log.Info("recovered record is gone from the ledger (settled by its owner, or replaced)")
@@ -641,15 +635,9 @@ func (c *core) reloaded(recs []*record, revs []uint64, floor uint64, floorOK boo
 			c.released(rc.bt, true)
 			continue
 		}
-		if !floorOK && rc.bt.state != stateSettling {
-			later = append(later, rc) // which of the two only the ack floor tells
-			continue
+		if c.finishGone(rc, floor, floorOK) {
+			later = append(later, rc)
 		}
-		if c.dropSettled(rc, floor) {
-			continue
-		}
-		rc.bt.ledgerRev = 0 // settled by its owner: finish from the snapshot, outcome de-duplicated
-		c.resumeFrom(rc)
 	}
 	if len(later) > 0 {
 		c.goneRC = append(c.goneRC, later...)
@@ -952,6 +940,23 @@ func (c *core) holdRebuilt(bt *batch) {
 			c.missed[p.key] = append(c.missed[p.key], bt)
 		}
 	}
+}
+
+// finishGone acts on a recovered record that is gone from the ledger while messages of it came
+// back: settled by its owner (dropSettled: the ack floor passed every one of them) or finished here
+// from the snapshot (ledgerRev 0; its outcome de-duplicated). Settled by its owner or never
+// submitted only the ack floor tells: without one (floorOK false) a record not yet settling is
+// left for the next read (wait).
+func (c *core) finishGone(rc *recovering, floor uint64, floorOK bool) (wait bool) {
+	if !floorOK && rc.bt.state != stateSettling {
+		return true
+	}
+	if c.dropSettled(rc, floor) {
+		return false
+	}
+	rc.bt.ledgerRev = 0
+	c.resumeFrom(rc)
+	return false
 }
 
 // dropSettled lets go of a recovered record that is gone from the ledger when every message that
