@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/lessonbridge/lessonbridge/internal/isolation"
 	"github.com/lessonbridge/lessonbridge/jobmanager"
 	"github.com/lessonbridge/lessonbridge/schemas"
 )
@@ -564,10 +563,7 @@ func TestRefreshedRecordDetachesMessagesMovedToAChild(t *testing.T) {
 	current := *snapshot
 	current.State, current.Seqs = stateSettling, seqList{1}
 	msgs := []string{"Fehler: Ressource unbekannt (JobID lb-20260101-a, LektionId L-1)"}
-	start, err := isolation.Start(2, isolation.Limits{})
-	require.NoError(t, err)
-	decision, err := isolation.Plan(start, []isolation.Lesson{{ID: "L-1", JobID: "lb-20260101-a", Ref: 1}, {ID: "L-2", JobID: "lb-20260101-b", Ref: 2}}, msgs)
-	require.NoError(t, err)
+	decision := planTwoLessons(t, 1, 2, msgs)
 	require.Len(t, decision.Parts, 1)
 	current.Verdict = &verdict{Reason: schemas.ReasonImportFailed, ErrorClass: schemas.ErrorClassData, ImportStatus: string(jobmanager.StatusLessonsImportFailed),
 		ErrorMessages: msgs, LessonCount: 2, Polls: 1, Split: &split{Decision: decision, Children: []splitChild{{Key: "b-2", JobIDs: []string{"lb-20260101-c"}, Seqs: seqList{2}}},

@@ -15,16 +15,24 @@ import (
 
 // splitParent is another instance's record b-p: accepted, lesson L-1 (seq 5, at fault) and L-2
 // (seq 2, resubmitted) in two jobs, and, when split, the same record settling with child b-c (L-2).
+// planTwoLessons is failure isolation's decision for a batch of L-1 (JobID lb-20260101-a, at stream
+// sequence ref1) and L-2 (lb-20260101-b, ref2) that JobManager failed with msgs.
+func planTwoLessons(t *testing.T, ref1, ref2 uint64, msgs []string) isolation.Decision {
+	t.Helper()
+	start, err := isolation.Start(2, isolation.Limits{})
+	require.NoError(t, err)
+	decision, err := isolation.Plan(start, []isolation.Lesson{{ID: "L-1", JobID: "lb-20260101-a", Ref: ref1}, {ID: "L-2", JobID: "lb-20260101-b", Ref: ref2}}, msgs)
+	require.NoError(t, err)
+	return decision
+}
+
 func splitParent(t *testing.T) (accepted, settling, child *record) {
 	t.Helper()
 	jobs := []recordJob{{JobID: "lb-20260101-a", Seqs: seqList{5}, Lessons: []string{"L-1"}}, {JobID: "lb-20260101-b", Seqs: seqList{2}, Lessons: []string{"L-2"}}}
 	accepted = &record{Version: recordVersion, Key: "b-p", Mandator: "m1", Action: schemas.ActionUpdate, State: stateAccepted, BatchID: "4711",
 		Jobs: jobs, Seqs: seqList{2, 5}}
 	msgs := []string{"Fehler: Ressource unbekannt (JobID lb-20260101-a, LektionId L-1)"}
-	start, err := isolation.Start(2, isolation.Limits{})
-	require.NoError(t, err)
-	decision, err := isolation.Plan(start, []isolation.Lesson{{ID: "L-1", JobID: "lb-20260101-a", Ref: 5}, {ID: "L-2", JobID: "lb-20260101-b", Ref: 2}}, msgs)
-	require.NoError(t, err)
+	decision := planTwoLessons(t, 5, 2, msgs)
 	require.Len(t, decision.Parts, 1)
 	s := *accepted
 	s.State = stateSettling
@@ -180,10 +188,7 @@ func TestChildThatRanIsNotRebuiltFromItsMessages(t *testing.T) {
 func TestOwnersSplitWithoutFaultIsNotSettledHere(t *testing.T) {
 	accepted, _, _ := splitParent(t)
 	msgs := []string{"Fehler: Validierung fehlgeschlagen"}
-	start, err := isolation.Start(2, isolation.Limits{})
-	require.NoError(t, err)
-	decision, err := isolation.Plan(start, []isolation.Lesson{{ID: "L-1", JobID: "lb-20260101-a", Ref: 5}, {ID: "L-2", JobID: "lb-20260101-b", Ref: 2}}, msgs)
-	require.NoError(t, err)
+	decision := planTwoLessons(t, 5, 2, msgs)
 	require.Len(t, decision.Parts, 2)
 	require.Empty(t, decision.AtFault)
 	p := *accepted
